@@ -1,0 +1,299 @@
+"""Chain: the ordered stages around one transport, with async and sync entry points."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import Any, TypeVar, Union
+
+from pydantic import BaseModel
+
+from ._clock import REAL_CLOCK, Clock
+from ._compose import TransportCall, compose
+from ._config import (
+    ChainConfig,
+    StageSpec,
+    TransportSpec,
+    build_options,
+    load_config,
+    parse_stage_entry,
+    parse_transport_table,
+)
+from ._events import CallTrace, Observer, current_call
+from ._exceptions import CallError, ConfigError, LLMChainError
+from ._loop import LOOP
+from ._models import LLMRequest, LLMResponse, Message
+from ._order import check_order
+from ._structured import coerce_output, schema_for
+from ._types import Middleware, Transport
+from ._wrap import wrap_foreign
+from .plugins import Registry, get_registry
+
+M = TypeVar("M", bound=BaseModel)
+Prompt = Union[str, LLMRequest, Sequence[Union[Message, Mapping[str, Any]]]]
+StageLike = Union[Middleware, str, StageSpec, Mapping[str, Any]]
+
+#: Total deadline per call when neither the request nor the config sets one.
+DEFAULT_TIMEOUT_S = 120.0
+
+
+class Chain:
+    """An ordered list of middleware stages around one transport.
+
+    ``stages[0]`` is outermost. Stages may be objects with ``async handle(request, call_next)``,
+    registered stage names (``"retry"``), ``StageSpec`` or ``{"use": "retry", ...}`` dicts.
+    """
+
+    def __init__(
+        self,
+        stages: Iterable[StageLike] = (),
+        transport: Transport | str | TransportSpec | Mapping[str, Any] = "mock",
+        *,
+        timeout_s: float | None = DEFAULT_TIMEOUT_S,
+        clock: Clock = REAL_CLOCK,
+        observers: Iterable[Observer] = (),
+        plugins: Iterable[Any] = (),
+        source: str = "<code>",
+    ) -> None:
+        registry = get_registry(plugins)
+        self._clock = clock
+        self.timeout_s = timeout_s
+        self.source = source
+        self.transport = _build_transport(transport, registry, clock, source)
+        named: list[tuple[str, str, Middleware]] = []
+        for index, stage in enumerate(stages):
+            built = _build_stage(stage, index, registry, clock, source)
+            if built is not None:
+                named.append(built)
+        names = [n for n, _, _ in named]
+        duplicates = {n for n in names if names.count(n) > 1}
+        if duplicates:
+            raise ConfigError(f"{source}: stage name(s) {sorted(duplicates)} used twice; give each a distinct name")
+        check_order([kind for _, kind, _ in named])
+        self._stages: tuple[tuple[str, str, Middleware], ...] = tuple(named)
+        self._observers = tuple(registry.observers) + tuple(observers)
+        self._entry = compose([s for _, _, s in named], TransportCall(self.transport, clock))
+
+    @classmethod
+    def from_config(
+        cls,
+        source: str | Path | Mapping[str, Any] | ChainConfig,
+        *,
+        clock: Clock = REAL_CLOCK,
+        observers: Iterable[Observer] = (),
+        plugins: Iterable[Any] = (),
+    ) -> Chain:
+        """Build a chain from a TOML file path, a dict of the same shape, or a ChainConfig."""
+        config = source if isinstance(source, ChainConfig) else load_config(source)
+        return cls(
+            config.stages,
+            config.transport,
+            timeout_s=config.timeout_s if config.timeout_s is not None else DEFAULT_TIMEOUT_S,
+            clock=clock,
+            observers=observers,
+            plugins=plugins,
+            source=config.source,
+        )
+
+    # -- introspection ------------------------------------------------------------------------
+
+    @property
+    def stages(self) -> tuple[tuple[str, Middleware], ...]:
+        """(name, stage) pairs, outermost first."""
+        return tuple((name, stage) for name, _, stage in self._stages)
+
+    @property
+    def clock(self) -> Clock:
+        return self._clock
+
+    def describe(self) -> str:
+        """The ordered stages with their effective options, outermost first."""
+        lines = [f"chain from {self.source} (total timeout: {self.timeout_s}s)"]
+        for i, (name, kind, stage) in enumerate(self._stages):
+            label = name if name == kind else f"{name} ({kind})"
+            lines.append(f"  {i}. {label}{_format_options(stage)}")
+        lines.append(f"  → transport {self.transport.name}{_format_options(self.transport)}")
+        return "\n".join(lines)
+
+    def __repr__(self) -> str:
+        return f"<Chain {[n for n, _, _ in self._stages]} → {self.transport.name}>"
+
+    # -- calls --------------------------------------------------------------------------------
+
+    def build_request(self, prompt: Prompt, **params: Any) -> LLMRequest:
+        """The LLMRequest for ``prompt`` and keyword parameters (``system=`` adds a system message)."""
+        if isinstance(prompt, LLMRequest):
+            return prompt.model_copy(update=params) if params else prompt
+        system = params.pop("system", None)
+        if isinstance(prompt, str):
+            messages: list[Any] = [Message(role="user", content=prompt)]
+        else:
+            messages = [m if isinstance(m, Message) else Message.model_validate(m) for m in prompt]
+        if system is not None:
+            messages.insert(0, Message(role="system", content=system))
+        try:
+            return LLMRequest(messages=tuple(messages), **params)
+        except Exception as exc:  # pydantic ValidationError: a caller mistake, said plainly
+            raise ConfigError(f"invalid request parameters: {exc}") from None
+
+    async def acomplete(self, prompt: Prompt, **params: Any) -> LLMResponse:
+        """Send ``prompt`` through every stage; returns the response or raises one CallError."""
+        return await self._run(self.build_request(prompt, **params))
+
+    def complete(self, prompt: Prompt, **params: Any) -> LLMResponse:
+        """Sync ``acomplete``: works in scripts, threads, and inside a running loop."""
+        request = self.build_request(prompt, **params)
+        return LOOP.run(self._run(request))
+
+    async def acomplete_json(self, prompt: Prompt, *, schema: type[M] | Mapping[str, Any], **params: Any) -> Any:
+        """Structured output: the answer validated into ``schema`` (a pydantic model or JSON Schema)."""
+        params.update(schema_for(schema))
+        response = await self._run(self.build_request(prompt, **params))
+        return coerce_output(response, schema)
+
+    def complete_json(self, prompt: Prompt, *, schema: type[M] | Mapping[str, Any], **params: Any) -> Any:
+        """Sync ``acomplete_json``."""
+        return LOOP.run(self.acomplete_json(prompt, schema=schema, **params))
+
+    async def _run(self, request: LLMRequest) -> LLMResponse:
+        clock = self._clock
+        start = clock.now()
+        if request.deadline is None:
+            timeout = request.timeout_s or self.timeout_s
+            if timeout is not None:
+                request = request.model_copy(update={"deadline": start + timeout, "timeout_s": timeout})
+        trace = CallTrace(request.request_id, self._observers, clock.wall)
+        token = current_call.set(trace)
+        try:
+            if self._observers:
+                trace.emit("call_start", None, {"model": request.model, "transport": self.transport.name})
+            response = await self._entry(request)
+        except CallError as exc:
+            self._end(trace, start, exc)
+            raise exc.with_context(request_id=request.request_id, attempts=trace.attempts,
+                                   summary=request.summary()) from exc.__cause__
+        except (asyncio.CancelledError, LLMChainError):
+            raise
+        except Exception as exc:
+            wrapped = wrap_foreign(exc).with_context(
+                request_id=request.request_id, attempts=trace.attempts, summary=request.summary())
+            self._end(trace, start, wrapped)
+            raise wrapped from exc
+        finally:
+            current_call.reset(token)
+        response = response.model_copy(update={
+            "attempts": tuple(trace.attempts),
+            "latency_s": clock.now() - start,
+            "request_id": request.request_id,
+        })
+        self._end(trace, start, None)
+        return response
+
+    def _end(self, trace: CallTrace, start: float, error: CallError | None) -> None:
+        if self._observers:
+            trace.emit("call_end", None, {
+                "outcome": "ok" if error is None else "error",
+                "error_type": type(error).__name__ if error is not None else None,
+                "latency_s": self._clock.now() - start,
+                "attempts": len(trace.attempts),
+            })
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    async def aclose(self) -> None:
+        """Close the transport and any stage that holds resources."""
+        for _, _, stage in self._stages:
+            closer = getattr(stage, "aclose", None)
+            if closer is not None:
+                await closer()
+        await self.transport.aclose()
+
+    def close(self) -> None:
+        """Sync ``aclose``."""
+        LOOP.run(self.aclose())
+
+    def __enter__(self) -> Chain:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    async def __aenter__(self) -> Chain:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.aclose()
+
+
+def _format_options(obj: object) -> str:
+    options = getattr(obj, "options", None)
+    if isinstance(options, BaseModel):
+        dumped = options.model_dump(mode="json")
+        return "  " + ", ".join(f"{k}={v!r}" for k, v in dumped.items()) if dumped else ""
+    return ""
+
+
+def _build_stage(
+    stage: StageLike, index: int, registry: Registry, clock: Clock, source: str
+) -> tuple[str, str, Middleware] | None:
+    if isinstance(stage, str):
+        stage = StageSpec(use=stage, name=stage)
+    elif isinstance(stage, Mapping):
+        stage = parse_stage_entry(stage, index, source)
+    if not isinstance(stage, StageSpec):
+        if not callable(getattr(stage, "handle", None)):
+            raise ConfigError(
+                f"{source}: stages[{index}] is {stage!r}, which is neither a stage name nor an "
+                "object with `async def handle(self, request, call_next)`"
+            )
+        name = getattr(stage, "name", None) or type(stage).__name__
+        return name, getattr(stage, "kind", name), stage
+    if not stage.enabled:
+        return None
+    where = f"{source}: stages[{index}] ({stage.name})"
+    registered = registry.stages.get(stage.use)
+    if registered is None:
+        raise ConfigError(
+            f"{where}: unknown stage {stage.use!r}. Registered stages: "
+            f"{registry.describe_available('stage')}. Install the plugin that provides it or fix the name."
+        )
+    options = build_options(registered, stage.options, where)
+    try:
+        built = registered.factory(options, clock=clock) if options is not None else registered.factory(clock=clock)
+    except LLMChainError:
+        raise
+    except Exception as exc:
+        raise ConfigError(f"{where}: building stage {stage.use!r} (from {registered.plugin}) failed: {exc}") from exc
+    return stage.name, stage.use, built
+
+
+def _build_transport(
+    transport: Transport | str | TransportSpec | Mapping[str, Any], registry: Registry, clock: Clock, source: str
+) -> Transport:
+    if isinstance(transport, str):
+        transport = TransportSpec(use=transport)
+    elif isinstance(transport, Mapping):
+        transport = parse_transport_table(transport, source)
+    if not isinstance(transport, TransportSpec):
+        if not callable(getattr(transport, "send", None)):
+            raise ConfigError(f"{source}: transport {transport!r} has no `async def send(self, request)`")
+        return transport
+    where = f"{source}: [transport] ({transport.use})"
+    registered = registry.transports.get(transport.use)
+    if registered is None:
+        raise ConfigError(
+            f"{where}: unknown transport {transport.use!r}. Registered transports: "
+            f"{registry.describe_available('transport')}."
+        )
+    options = build_options(registered, transport.options, where)
+    try:
+        built: Transport = registered.factory(options, clock=clock)
+    except LLMChainError:
+        raise
+    except Exception as exc:
+        raise ConfigError(f"{where}: building transport failed: {exc}") from exc
+    return built

@@ -1,0 +1,111 @@
+"""Composition: stages + transport → one async callable, plus the two pinned ends.
+
+The innermost end (``TransportCall``) turns each transport call into an Attempt record and
+enforces what is left of the call's deadline, so a call can never outlive it even without a
+timeout stage. The outermost end (in ``Chain``) normalises errors.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import Sequence
+from functools import partial
+
+from ._clock import Clock
+from ._events import current_call, emit
+from ._exceptions import CallError, TimeoutExceeded
+from ._models import Attempt, LLMRequest, LLMResponse
+from ._redact import redact, trim
+from ._types import Middleware, Next, Transport
+from ._wrap import wrap_foreign
+
+if sys.version_info >= (3, 11):
+    _timeout = asyncio.timeout
+else:  # pragma: no cover
+    _timeout = None
+
+
+class TransportCall:
+    """The innermost step: one call = one recorded attempt, bounded by the deadline."""
+
+    __slots__ = ("clock", "transport")
+
+    def __init__(self, transport: Transport, clock: Clock) -> None:
+        self.transport = transport
+        self.clock = clock
+
+    async def __call__(self, request: LLMRequest) -> LLMResponse:
+        clock = self.clock
+        trace = current_call.get()
+        number = len(trace.attempts) + 1 if trace is not None else request.attempt
+        started_wall, t0 = clock.wall(), clock.now()
+        if trace is not None and trace.observers:
+            emit("attempt_start", "transport", attempt=number, served_by=self.transport.name)
+        try:
+            response = await self._send(request, t0)
+        except asyncio.CancelledError:
+            self._record(trace, number, started_wall, t0, "cancelled", None)
+            raise
+        except CallError as exc:
+            self._record(trace, number, started_wall, t0, _outcome(exc), exc)
+            raise
+        except Exception as exc:
+            wrapped = wrap_foreign(exc, self.transport.name)
+            self._record(trace, number, started_wall, t0, _outcome(wrapped), wrapped)
+            raise wrapped from exc
+        self._record(trace, number, started_wall, t0, "ok", None)
+        if response.served_by is None:
+            response = response.model_copy(update={"served_by": self.transport.name})
+        return response
+
+    async def _send(self, request: LLMRequest, t0: float) -> LLMResponse:
+        if request.deadline is None:
+            return await self.transport.send(request)
+        left = request.deadline - t0
+        if left <= 0:
+            raise TimeoutExceeded("the call's deadline passed before this attempt", phase="deadline")
+        try:
+            if _timeout is not None:
+                async with _timeout(left):
+                    return await self.transport.send(request)
+            return await asyncio.wait_for(self.transport.send(request), left)  # pragma: no cover
+        except TimeoutError:
+            raise TimeoutExceeded(
+                f"the call's deadline ({left:.3g}s left at the start of this attempt) ran out",
+                phase="deadline",
+            ) from None
+
+    def _record(
+        self, trace: object, number: int, started: float, t0: float, outcome: str, exc: CallError | None
+    ) -> None:
+        if trace is None:
+            return
+        attempt = Attempt.model_construct(
+            number=number,
+            started_at=started,
+            duration_s=max(0.0, self.clock.now() - t0),
+            outcome=outcome,
+            status_code=exc.status_code if exc is not None else None,
+            error_type=type(exc).__name__ if exc is not None else None,
+            error=trim(redact(exc.message), 200) if exc is not None else None,
+            retry_after_s=exc.retry_after if exc is not None else None,
+            served_by=self.transport.name,
+        )
+        trace.attempts.append(attempt)  # type: ignore[attr-defined]
+        if trace.observers:  # type: ignore[attr-defined]
+            emit("attempt_end", "transport", attempt=number, outcome=outcome,
+                 duration_s=attempt.duration_s, status_code=attempt.status_code,
+                 error_type=attempt.error_type)
+
+
+def _outcome(exc: CallError) -> str:
+    return "timeout" if isinstance(exc, TimeoutExceeded) else "error"
+
+
+def compose(stages: Sequence[Middleware], innermost: Next) -> Next:
+    """Nest stages around ``innermost``: ``stages[0]`` is outermost."""
+    call = innermost
+    for stage in reversed(stages):
+        call = partial(stage.handle, call_next=call)
+    return call

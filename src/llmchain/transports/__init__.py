@@ -1,0 +1,1 @@
+"""Transports: the innermost step that talks to a provider (or pretends to)."""

@@ -1,0 +1,177 @@
+"""An in-process transport with scripted outcomes, for tests, demos and users' own tests.
+
+Each call takes the next entry of the script: a reply text, an ``LLMResponse``, an exception
+to raise, a ``MockReply`` (text or error after a delay), or a callable of the request returning
+any of these. When the script runs out, ``default`` answers (``"echo"`` repeats the last user
+message). In TOML::
+
+    [transport]
+    use = "mock"
+    replies = ["first answer", { error = "rate_limited", retry_after = 1 }, { text = "{}", delay_s = 0.2 }]
+"""
+
+from __future__ import annotations
+
+import copy
+import inspect
+import threading
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from .._clock import REAL_CLOCK, Clock
+from .._exceptions import (
+    CallError,
+    ProviderError,
+    RateLimited,
+    TimeoutExceeded,
+    TransportError,
+)
+from .._models import LLMRequest, LLMResponse, Usage
+from ..hookspecs import hookimpl
+
+MockError = Literal["timeout", "rate_limited", "server_error", "overloaded", "reset", "bad_request", "auth"]
+
+
+@dataclass(frozen=True)
+class MockReply:
+    """One scripted outcome: ``text`` (or ``error``) after ``delay_s`` on the transport's clock."""
+
+    text: str | None = None
+    error: MockError | None = None
+    delay_s: float = 0.0
+    status: int | None = None
+    retry_after: float | None = None
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    finish_reason: str = "stop"
+
+
+Outcome = Union[str, LLMResponse, BaseException, MockReply, Callable[[LLMRequest], Any]]
+
+
+def make_error(kind: MockError, *, status: int | None = None, retry_after: float | None = None) -> CallError:
+    """The typed error a real transport would raise for ``kind``."""
+    if kind == "timeout":
+        return TimeoutExceeded("mock: the attempt timed out", phase="attempt")
+    if kind == "rate_limited":
+        return RateLimited("mock: 429 Too Many Requests", status_code=status or 429, retry_after=retry_after)
+    if kind in ("server_error", "overloaded"):
+        code = status or (529 if kind == "overloaded" else 503)
+        return ProviderError(f"mock: HTTP {code}", status_code=code, retry_after=retry_after)
+    if kind == "reset":
+        return TransportError("mock: connection reset by peer")
+    code = status or (401 if kind == "auth" else 400)
+    return ProviderError(f"mock: HTTP {code}", status_code=code,
+                         hint="check the API key" if kind == "auth" else None)
+
+
+class MockTransport:
+    """Scripted, in-process stand-in for a provider. Thread- and loop-safe."""
+
+    class Options(BaseModel):
+        model_config = ConfigDict(frozen=True, extra="forbid")
+
+        replies: list[Union[str, dict[str, Any]]] = Field(
+            default_factory=list, description="Outcomes in order: a text, or a table like MockReply."
+        )
+        default: str = Field("echo", description='Answer once replies run out; "echo" repeats the prompt.')
+        cycle: bool = Field(False, description="Start the replies over instead of using default.")
+        latency_s: float = Field(0.0, ge=0, description="Delay added to every call.")
+        model: str = "mock-1"
+
+    def __init__(
+        self,
+        options: Options | None = None,
+        *,
+        clock: Clock = REAL_CLOCK,
+        script: Iterable[Outcome] = (),
+    ) -> None:
+        self.options = options or self.Options()
+        self._clock = clock
+        self._script: list[Outcome] = [*self._from_options(self.options), *script]
+        self._position = 0
+        self._lock = threading.Lock()
+        self.calls: list[LLMRequest] = []
+        self.name = f"mock:{self.options.model}"
+        self.closed = False
+
+    @classmethod
+    def scripted(cls, *outcomes: Outcome, clock: Clock = REAL_CLOCK, **options: Any) -> MockTransport:
+        """``MockTransport.scripted("a", RateLimited(...), MockReply(delay_s=5, text="b"))``."""
+        return cls(cls.Options(**options), clock=clock, script=outcomes)
+
+    @staticmethod
+    def _from_options(options: Options) -> list[Outcome]:
+        out: list[Outcome] = []
+        for reply in options.replies:
+            out.append(reply if isinstance(reply, str) else MockReply(**reply))
+        return out
+
+    def identity(self) -> dict[str, Any]:
+        return {"kind": "mock", "model": self.options.model}
+
+    def _next(self, request: LLMRequest) -> Outcome:
+        with self._lock:
+            self.calls.append(request)
+            if self._position < len(self._script):
+                outcome = self._script[self._position]
+                self._position += 1
+                if self.options.cycle and self._position == len(self._script):
+                    self._position = 0
+                return outcome
+        if self.options.default == "echo":
+            user = [m.content for m in request.messages if m.role == "user"]
+            return user[-1] if user else ""
+        return self.options.default
+
+    async def send(self, request: LLMRequest) -> LLMResponse:
+        outcome = self._next(request)
+        if self.options.latency_s:
+            await self._clock.sleep(self.options.latency_s)
+        if callable(outcome) and not isinstance(outcome, (BaseException, LLMResponse, MockReply)):
+            outcome = outcome(request)
+            if inspect.isawaitable(outcome):
+                outcome = await outcome
+        return await self._resolve(outcome, request)
+
+    async def _resolve(self, outcome: Any, request: LLMRequest) -> LLMResponse:
+        if isinstance(outcome, MockReply):
+            if outcome.delay_s:
+                await self._clock.sleep(outcome.delay_s)
+            if outcome.error is not None:
+                raise make_error(outcome.error, status=outcome.status, retry_after=outcome.retry_after)
+            return self._response(request, outcome.text or "", outcome)
+        if isinstance(outcome, BaseException):
+            raise copy.copy(outcome)
+        if isinstance(outcome, LLMResponse):
+            return outcome
+        if isinstance(outcome, str):
+            return self._response(request, outcome, None)
+        raise TypeError(f"mock script entry {outcome!r} is not a str, LLMResponse, exception or MockReply")
+
+    def _response(self, request: LLMRequest, text: str, reply: MockReply | None) -> LLMResponse:
+        prompt_chars = sum(len(m.content) for m in request.messages)
+        usage = Usage(
+            input_tokens=reply.input_tokens if reply and reply.input_tokens is not None else max(1, prompt_chars // 4),
+            output_tokens=reply.output_tokens if reply and reply.output_tokens is not None else max(1, len(text) // 4),
+        )
+        return LLMResponse(
+            text=text,
+            usage=usage,
+            model=request.model or self.options.model,
+            finish_reason=reply.finish_reason if reply else "stop",
+        )
+
+    async def aclose(self) -> None:
+        self.closed = True
+
+    def __repr__(self) -> str:
+        return f"MockTransport(model={self.options.model!r}, scripted={len(self._script)}, calls={len(self.calls)})"
+
+
+@hookimpl
+def register_transports(register: Callable[[str, Any], None]) -> None:
+    register("mock", MockTransport)
