@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar, Union
@@ -156,6 +156,18 @@ class Chain:
     def complete_json(self, prompt: Prompt, *, schema: type[M] | Mapping[str, Any], **params: Any) -> Any:
         """Sync ``acomplete_json``."""
         return LOOP.run(self.acomplete_json(prompt, schema=schema, **params))
+
+    def astream(self, prompt: Prompt, **params: Any) -> AsyncIterator[str]:
+        """Stream the answer's text chunks; the final LLMResponse is on the iterator's ``.response``."""
+        from ._streaming import astream
+
+        return astream(self, self.build_request(prompt, **params))
+
+    def stream(self, prompt: Prompt, **params: Any) -> Iterator[str]:
+        """Sync ``astream``: yields text chunks as they arrive."""
+        from ._streaming import stream
+
+        return stream(self, self.build_request(prompt, **params))
 
     async def _run(self, request: LLMRequest) -> LLMResponse:
         clock = self._clock
