@@ -34,7 +34,6 @@ from .hookspecs import hookimpl
 __version__ = "0.1.0"
 
 __all__ = [
-    "REAL_CLOCK",
     "Attempt",
     "CacheInfo",
     "CallError",
@@ -58,6 +57,7 @@ __all__ = [
     "ParseError",
     "PluginError",
     "ProviderError",
+    "REAL_CLOCK",
     "RateLimited",
     "RealClock",
     "StageSpec",

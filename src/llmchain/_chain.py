@@ -6,7 +6,7 @@ import asyncio
 from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Any, TypeVar, Union
+from typing import Any, TypeVar
 
 from pydantic import BaseModel
 
@@ -32,8 +32,8 @@ from ._wrap import wrap_foreign
 from .plugins import Registry, get_registry
 
 M = TypeVar("M", bound=BaseModel)
-Prompt = Union[str, LLMRequest, Sequence[Union[Message, Mapping[str, Any]]]]
-StageLike = Union[Middleware, str, StageSpec, Mapping[str, Any]]
+Prompt = str | LLMRequest | Sequence[Message | Mapping[str, Any]]
+StageLike = Middleware | str | StageSpec | Mapping[str, Any]
 
 #: Total deadline per call when neither the request nor the config sets one.
 DEFAULT_TIMEOUT_S = 120.0
@@ -70,7 +70,9 @@ class Chain:
         names = [n for n, _, _ in named]
         duplicates = {n for n in names if names.count(n) > 1}
         if duplicates:
-            raise ConfigError(f"{source}: stage name(s) {sorted(duplicates)} used twice; give each a distinct name")
+            raise ConfigError(
+                f"{source}: stage name(s) {sorted(duplicates)} used twice; give each a distinct name"
+            )
         check_order([kind for _, kind, _ in named])
         self._stages: tuple[tuple[str, str, Middleware], ...] = tuple(named)
         self._observers = tuple(registry.observers) + tuple(observers)
@@ -147,7 +149,9 @@ class Chain:
         request = self.build_request(prompt, **params)
         return LOOP.run(self._run(request))
 
-    async def acomplete_json(self, prompt: Prompt, *, schema: type[M] | Mapping[str, Any], **params: Any) -> Any:
+    async def acomplete_json(
+        self, prompt: Prompt, *, schema: type[M] | Mapping[str, Any], **params: Any
+    ) -> Any:
         """Structured output: the answer validated into ``schema`` (a pydantic model or JSON Schema)."""
         params.update(schema_for(schema))
         response = await self._run(self.build_request(prompt, **params))
@@ -184,33 +188,41 @@ class Chain:
             response = await self._entry(request)
         except CallError as exc:
             self._end(trace, start, exc)
-            raise exc.with_context(request_id=request.request_id, attempts=trace.attempts,
-                                   summary=request.summary()) from exc.__cause__
+            raise exc.with_context(
+                request_id=request.request_id, attempts=trace.attempts, summary=request.summary()
+            ) from exc.__cause__
         except (asyncio.CancelledError, LLMChainError):
             raise
         except Exception as exc:
             wrapped = wrap_foreign(exc).with_context(
-                request_id=request.request_id, attempts=trace.attempts, summary=request.summary())
+                request_id=request.request_id, attempts=trace.attempts, summary=request.summary()
+            )
             self._end(trace, start, wrapped)
             raise wrapped from exc
         finally:
             current_call.reset(token)
-        response = response.model_copy(update={
-            "attempts": tuple(trace.attempts),
-            "latency_s": clock.now() - start,
-            "request_id": request.request_id,
-        })
+        response = response.model_copy(
+            update={
+                "attempts": tuple(trace.attempts),
+                "latency_s": clock.now() - start,
+                "request_id": request.request_id,
+            }
+        )
         self._end(trace, start, None)
         return response
 
     def _end(self, trace: CallTrace, start: float, error: CallError | None) -> None:
         if self._observers:
-            trace.emit("call_end", None, {
-                "outcome": "ok" if error is None else "error",
-                "error_type": type(error).__name__ if error is not None else None,
-                "latency_s": self._clock.now() - start,
-                "attempts": len(trace.attempts),
-            })
+            trace.emit(
+                "call_end",
+                None,
+                {
+                    "outcome": "ok" if error is None else "error",
+                    "error_type": type(error).__name__ if error is not None else None,
+                    "latency_s": self._clock.now() - start,
+                    "attempts": len(trace.attempts),
+                },
+            )
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -275,16 +287,25 @@ def _build_stage(
         )
     options = build_options(registered, stage.options, where)
     try:
-        built = registered.factory(options, clock=clock) if options is not None else registered.factory(clock=clock)
+        built = (
+            registered.factory(options, clock=clock)
+            if options is not None
+            else registered.factory(clock=clock)
+        )
     except LLMChainError:
         raise
     except Exception as exc:
-        raise ConfigError(f"{where}: building stage {stage.use!r} (from {registered.plugin}) failed: {exc}") from exc
+        raise ConfigError(
+            f"{where}: building stage {stage.use!r} (from {registered.plugin}) failed: {exc}"
+        ) from exc
     return stage.name, stage.use, built
 
 
 def _build_transport(
-    transport: Transport | str | TransportSpec | Mapping[str, Any], registry: Registry, clock: Clock, source: str
+    transport: Transport | str | TransportSpec | Mapping[str, Any],
+    registry: Registry,
+    clock: Clock,
+    source: str,
 ) -> Transport:
     if isinstance(transport, str):
         transport = TransportSpec(use=transport)

@@ -13,9 +13,9 @@ from collections.abc import Sequence
 from functools import partial
 
 from ._clock import Clock
-from ._events import current_call, emit
+from ._events import CallTrace, current_call, emit
 from ._exceptions import CallError, TimeoutExceeded
-from ._models import Attempt, LLMRequest, LLMResponse
+from ._models import Attempt, LLMRequest, LLMResponse, Outcome
 from ._redact import redact, trim
 from ._types import Middleware, Next, Transport
 from ._wrap import wrap_foreign
@@ -77,7 +77,13 @@ class TransportCall:
             ) from None
 
     def _record(
-        self, trace: object, number: int, started: float, t0: float, outcome: str, exc: CallError | None
+        self,
+        trace: CallTrace | None,
+        number: int,
+        started: float,
+        t0: float,
+        outcome: Outcome,
+        exc: CallError | None,
     ) -> None:
         if trace is None:
             return
@@ -92,14 +98,20 @@ class TransportCall:
             retry_after_s=exc.retry_after if exc is not None else None,
             served_by=self.transport.name,
         )
-        trace.attempts.append(attempt)  # type: ignore[attr-defined]
-        if trace.observers:  # type: ignore[attr-defined]
-            emit("attempt_end", "transport", attempt=number, outcome=outcome,
-                 duration_s=attempt.duration_s, status_code=attempt.status_code,
-                 error_type=attempt.error_type)
+        trace.attempts.append(attempt)
+        if trace.observers:
+            emit(
+                "attempt_end",
+                "transport",
+                attempt=number,
+                outcome=outcome,
+                duration_s=attempt.duration_s,
+                status_code=attempt.status_code,
+                error_type=attempt.error_type,
+            )
 
 
-def _outcome(exc: CallError) -> str:
+def _outcome(exc: CallError) -> Outcome:
     return "timeout" if isinstance(exc, TimeoutExceeded) else "error"
 
 

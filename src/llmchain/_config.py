@@ -88,19 +88,23 @@ def parse_config(data: Mapping[str, Any], where: str) -> ChainConfig:
             f"{where}: unknown top-level key(s) {unknown}; expected only {list(TOP_LEVEL_KEYS)}"
         )
     timeout = data.get("timeout_s")
-    if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0):
+    if timeout is not None and (
+        isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0
+    ):
         raise ConfigError(f"{where}: timeout_s must be a number of seconds > 0, got {timeout!r}")
     transport = parse_transport_table(data.get("transport", {}), where)
     stages_data = data.get("stages", [])
     if not isinstance(stages_data, list):
-        raise ConfigError(f"{where}: 'stages' must be an array of tables ([[stages]]), got {type(stages_data).__name__}")
+        raise ConfigError(
+            f"{where}: 'stages' must be an array of tables ([[stages]]), got {type(stages_data).__name__}"
+        )
     stages = tuple(parse_stage_entry(entry, i, where) for i, entry in enumerate(stages_data))
     seen: dict[str, int] = {}
     for i, spec in enumerate(stages):
         if spec.name in seen:
             raise ConfigError(
                 f"{where}: stages[{i}] ({spec.use}): name {spec.name!r} is already used by "
-                f"stages[{seen[spec.name]}]; give each a distinct `name = \"...\"`"
+                f'stages[{seen[spec.name]}]; give each a distinct `name = "..."`'
             )
         seen[spec.name] = i
     return ChainConfig(transport=transport, stages=stages, timeout_s=timeout, source=where)
@@ -125,7 +129,7 @@ def parse_stage_entry(entry: Any, index: int, where: str) -> StageSpec:
     options = dict(entry)
     use = options.pop("use", None)
     if not isinstance(use, str) or not use:
-        raise ConfigError(f"{where}: stages[{index}] needs `use = \"<stage name>\"`")
+        raise ConfigError(f'{where}: stages[{index}] needs `use = "<stage name>"`')
     name = options.pop("name", use)
     enabled = options.pop("enabled", True)
     if not isinstance(name, str) or not name:
@@ -141,7 +145,7 @@ def _reject_secrets(options: Mapping[str, Any], where: str) -> None:
         if key.lower() in SECRET_NAMES and isinstance(value, str):
             raise ConfigError(
                 f"{where}: option {key!r} holds a literal secret; secrets never go in config. "
-                f"Put it in an environment variable and name that variable with `{key}_env = \"VAR\"`."
+                f'Put it in an environment variable and name that variable with `{key}_env = "VAR"`.'
             )
 
 
@@ -176,7 +180,8 @@ def options_table(registered: Registered) -> list[tuple[str, str, str]]:
         return []
     rows = []
     for name, field in model.model_fields.items():
-        annotation = getattr(field.annotation, "__name__", None) or str(field.annotation)
+        annotation = field.annotation
+        type_name = annotation.__name__ if isinstance(annotation, type) else str(annotation)
         default = "required" if field.is_required() else repr(field.get_default(call_default_factory=True))
-        rows.append((name, annotation.replace("typing.", ""), default))
+        rows.append((name, type_name.replace("typing.", ""), default))
     return rows

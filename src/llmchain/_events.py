@@ -71,9 +71,7 @@ class CallTrace:
                 logger.exception("llmchain observer %r failed on %s", observer, kind)
 
 
-current_call: contextvars.ContextVar[CallTrace | None] = contextvars.ContextVar(
-    "llmchain_call", default=None
-)
+current_call: contextvars.ContextVar[CallTrace | None] = contextvars.ContextVar("llmchain_call", default=None)
 
 
 def emit(kind: str, stage: str | None = None, **data: Any) -> None:

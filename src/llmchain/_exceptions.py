@@ -152,7 +152,9 @@ class ProviderError(CallError):
         self, message: str, *, status_code: int | None = None, body: str | None = None, **kw: Any
     ) -> None:
         if "retryable" not in kw or kw["retryable"] is None:
-            kw["retryable"] = status_code is not None and (status_code >= 500 or status_code in (408, 409, 429))
+            kw["retryable"] = status_code is not None and (
+                status_code >= 500 or status_code in (408, 409, 429)
+            )
         super().__init__(message, **kw)
         self._status_code = status_code
         self.body = trim(redact(body), 500) if body else None

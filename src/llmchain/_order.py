@@ -27,7 +27,7 @@ class OrderWarning(UserWarning):
 
 def check_order(stage_types: Sequence[str]) -> list[str]:
     """Return (and warn about) each rule the given order breaks."""
-    position = {}
+    position: dict[str, int] = {}
     for i, kind in enumerate(stage_types):
         position.setdefault(kind, i)
     problems = []

@@ -17,7 +17,7 @@ import inspect
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, Literal, Union
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -49,7 +49,7 @@ class MockReply:
     finish_reason: str = "stop"
 
 
-Outcome = Union[str, LLMResponse, BaseException, MockReply, Callable[[LLMRequest], Any]]
+Outcome = str | LLMResponse | BaseException | MockReply | Callable[[LLMRequest], Any]
 
 
 def make_error(kind: MockError, *, status: int | None = None, retry_after: float | None = None) -> CallError:
@@ -64,8 +64,9 @@ def make_error(kind: MockError, *, status: int | None = None, retry_after: float
     if kind == "reset":
         return TransportError("mock: connection reset by peer")
     code = status or (401 if kind == "auth" else 400)
-    return ProviderError(f"mock: HTTP {code}", status_code=code,
-                         hint="check the API key" if kind == "auth" else None)
+    return ProviderError(
+        f"mock: HTTP {code}", status_code=code, hint="check the API key" if kind == "auth" else None
+    )
 
 
 class MockTransport:
@@ -74,7 +75,7 @@ class MockTransport:
     class Options(BaseModel):
         model_config = ConfigDict(frozen=True, extra="forbid")
 
-        replies: list[Union[str, dict[str, Any]]] = Field(
+        replies: list[str | dict[str, Any]] = Field(
             default_factory=list, description="Outcomes in order: a text, or a table like MockReply."
         )
         default: str = Field("echo", description='Answer once replies run out; "echo" repeats the prompt.')
@@ -155,8 +156,12 @@ class MockTransport:
     def _response(self, request: LLMRequest, text: str, reply: MockReply | None) -> LLMResponse:
         prompt_chars = sum(len(m.content) for m in request.messages)
         usage = Usage(
-            input_tokens=reply.input_tokens if reply and reply.input_tokens is not None else max(1, prompt_chars // 4),
-            output_tokens=reply.output_tokens if reply and reply.output_tokens is not None else max(1, len(text) // 4),
+            input_tokens=reply.input_tokens
+            if reply and reply.input_tokens is not None
+            else max(1, prompt_chars // 4),
+            output_tokens=reply.output_tokens
+            if reply and reply.output_tokens is not None
+            else max(1, len(text) // 4),
         )
         return LLMResponse(
             text=text,
@@ -169,7 +174,8 @@ class MockTransport:
         self.closed = True
 
     def __repr__(self) -> str:
-        return f"MockTransport(model={self.options.model!r}, scripted={len(self._script)}, calls={len(self.calls)})"
+        scripted, calls = len(self._script), len(self.calls)
+        return f"MockTransport(model={self.options.model!r}, scripted={scripted}, calls={calls})"
 
 
 @hookimpl

@@ -1,0 +1,25 @@
+"""Shared fixtures for the core tests."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+import llmchain.plugins
+from llmchain.testing import FakeClock
+from tests.core import stages as test_stages
+
+
+@pytest.fixture
+def test_plugin() -> Iterator[None]:
+    """Registers the test-only stages (record, record_b, plain) for one test."""
+    llmchain.plugins.register(test_stages, name="tests.core.stages")
+    test_stages.TRACE.events.clear()
+    yield
+    llmchain.plugins.unregister(name="tests.core.stages")
+
+
+@pytest.fixture
+def fake_clock() -> FakeClock:
+    return FakeClock()

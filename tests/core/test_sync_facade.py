@@ -1,0 +1,84 @@
+"""The sync facade: scripts, many threads, inside a running loop; no loop or thread per call."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from llmchain import Chain, LLMRequest, LLMResponse, Next, RateLimited
+from llmchain._loop import LOOP
+from llmchain.testing import MockTransport
+
+
+class LoopSpy:
+    """Records which event loop and thread ran each call."""
+
+    def __init__(self) -> None:
+        self.loops: set[int] = set()
+        self.threads: set[int] = set()
+
+    async def handle(self, request: LLMRequest, call_next: Next) -> LLMResponse:
+        self.loops.add(id(asyncio.get_running_loop()))
+        self.threads.add(threading.get_ident())
+        return await call_next(request)
+
+
+def test_sync_calls_reuse_one_loop_and_thread() -> None:
+    spy = LoopSpy()
+    chain = Chain([spy], MockTransport())
+    before = threading.active_count()
+    for i in range(20):
+        assert chain.complete(f"m{i}").text == f"m{i}"
+    assert len(spy.loops) == 1 and len(spy.threads) == 1
+    assert threading.active_count() <= before + 1  # at most the one loop thread, started once
+
+
+def test_sync_from_many_threads_at_once() -> None:
+    spy = LoopSpy()
+    chain = Chain([spy], MockTransport())
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        texts = list(pool.map(lambda i: chain.complete(f"t{i}").text, range(200)))
+    assert texts == [f"t{i}" for i in range(200)]
+    assert len(spy.loops) == 1
+
+
+def test_sync_inside_running_loop_like_jupyter() -> None:
+    chain = Chain([], MockTransport())
+
+    async def notebook_cell() -> str:
+        return chain.complete("from a cell").text  # a blocking call inside a running loop
+
+    assert asyncio.run(notebook_cell()) == "from a cell"
+
+
+def test_sync_and_async_run_the_same_stages() -> None:
+    spy = LoopSpy()
+    chain = Chain([spy], MockTransport())
+    chain.complete("a")
+
+    async def main() -> str:
+        return (await chain.acomplete("b")).text
+
+    assert asyncio.run(main()) == "b"
+    assert len(spy.loops) == 2  # the background loop and asyncio.run's loop both ran the stage
+
+
+def test_sync_errors_are_the_same_typed_errors() -> None:
+    chain = Chain([], MockTransport.scripted(RateLimited("busy", retry_after=3)))
+    with pytest.raises(RateLimited) as info:
+        chain.complete("x")
+    assert info.value.retry_after == 3
+
+
+def test_sync_call_from_inside_the_loop_thread_is_refused_clearly() -> None:
+    chain = Chain([], MockTransport())
+
+    async def nested() -> None:
+        chain.complete("deadlock?")
+
+    future = asyncio.run_coroutine_threadsafe(nested(), LOOP.loop())
+    with pytest.raises(RuntimeError, match=r"use `await chain\.acomplete"):
+        future.result(timeout=10)
