@@ -274,8 +274,9 @@ def _build_stage(
                 f"{source}: stages[{index}] is {stage!r}, which is neither a stage name nor an "
                 "object with `async def handle(self, request, call_next)`"
             )
-        name = getattr(stage, "name", None) or type(stage).__name__
-        return name, getattr(stage, "kind", name), stage
+        kind = getattr(stage, "kind", None) or type(stage).__name__
+        # code-built stages may repeat a class; the index keeps their names distinct
+        return getattr(stage, "name", None) or f"{kind}#{index}", kind, stage
     if not stage.enabled:
         return None
     where = f"{source}: stages[{index}] ({stage.name})"
