@@ -125,9 +125,17 @@ class Chain:
     # -- calls --------------------------------------------------------------------------------
 
     def build_request(self, prompt: Prompt, **params: Any) -> LLMRequest:
-        """The LLMRequest for ``prompt`` and keyword parameters (``system=`` adds a system message)."""
+        """The LLMRequest for ``prompt`` and keyword parameters (``system=`` adds a system message).
+
+        The call's deadline is fixed here, from ``timeout_s`` or the chain's default, so that it
+        counts from when the caller asked.
+        """
         if isinstance(prompt, LLMRequest):
+            if prompt.deadline is None and "deadline" not in params:
+                params.update(self._deadline(params.get("timeout_s") or prompt.timeout_s))
             return prompt.model_copy(update=params) if params else prompt
+        if "deadline" not in params:
+            params.update(self._deadline(params.get("timeout_s")))
         system = params.pop("system", None)
         if isinstance(prompt, str):
             messages: list[Any] = [Message(role="user", content=prompt)]
@@ -139,6 +147,10 @@ class Chain:
             return LLMRequest(messages=tuple(messages), **params)
         except Exception as exc:  # pydantic ValidationError: a caller mistake, said plainly
             raise ConfigError(f"invalid request parameters: {exc}") from None
+
+    def _deadline(self, timeout_s: float | None) -> dict[str, float]:
+        timeout = timeout_s or self.timeout_s
+        return {} if timeout is None else {"deadline": self._clock.now() + timeout, "timeout_s": timeout}
 
     async def acomplete(self, prompt: Prompt, **params: Any) -> LLMResponse:
         """Send ``prompt`` through every stage; returns the response or raises one CallError."""
@@ -201,13 +213,14 @@ class Chain:
             raise wrapped from exc
         finally:
             current_call.reset(token)
-        response = response.model_copy(
-            update={
-                "attempts": tuple(trace.attempts),
-                "latency_s": clock.now() - start,
-                "request_id": request.request_id,
-            }
-        )
+        update = {
+            "attempts": tuple(trace.attempts),
+            "latency_s": clock.now() - start,
+            "request_id": request.request_id,
+        }
+        if response.served_by is None and trace.attempts:
+            update["served_by"] = trace.attempts[-1].served_by
+        response = response.model_copy(update=update)
         self._end(trace, start, None)
         return response
 

@@ -55,8 +55,6 @@ class TransportCall:
             self._record(trace, number, started_wall, t0, _outcome(wrapped), wrapped)
             raise wrapped from exc
         self._record(trace, number, started_wall, t0, "ok", None)
-        if response.served_by is None:
-            response = response.model_copy(update={"served_by": self.transport.name})
         return response
 
     async def _send(self, request: LLMRequest, t0: float) -> LLMResponse:
