@@ -1,0 +1,1 @@
+"""Built-in middleware stages, one module per stage (each registers itself as a plugin)."""

@@ -1,0 +1,77 @@
+"""The ``parse`` stage: turn the answer's text into a JSON value (``response.parsed``).
+
+It acts only on calls that ask for structured output (``output_type`` or ``output_schema`` on
+the request) unless ``always = true``; other calls pass through at the cost of two attribute
+reads. An answer a transport already parsed (native structured output) is left alone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from .._clock import REAL_CLOCK, Clock
+from .._exceptions import ParseError
+from .._json_extract import extract_json
+from .._models import LLMRequest, LLMResponse
+from .._structured import expected_kind, remember
+from .._types import Next
+from ..hookspecs import hookimpl
+
+TRUNCATED_HINT = (
+    "the answer was cut off at max_tokens (finish_reason=length): raise max_tokens or ask for "
+    "a shorter answer"
+)
+
+
+class ParseMiddleware:
+    """Parse the answer text as JSON on the way back; raise ParseError if there is none."""
+
+    name = kind = "parse"
+
+    class Options(BaseModel):
+        model_config = ConfigDict(frozen=True, extra="forbid")
+
+        mode: Literal["strict", "fenced", "lenient"] = Field(
+            "lenient",
+            description=(
+                "How much to accept: 'strict' = the whole answer is JSON; 'fenced' = also JSON "
+                "inside a ``` code fence; 'lenient' = also the first complete object or array "
+                "inside prose. Whatever is found is never altered."
+            ),
+        )
+        always: bool = Field(
+            False,
+            description="Parse every answer, even for calls that ask for no structured output.",
+        )
+
+    def __init__(self, options: Options | None = None, *, clock: Clock = REAL_CLOCK) -> None:
+        self.options = options or self.Options()
+        self._clock = clock
+        self._mode = self.options.mode
+        self._always = self.options.always
+
+    async def handle(self, request: LLMRequest, call_next: Next) -> LLMResponse:
+        if request.output_type is None and request.output_schema is None and not self._always:
+            return await call_next(request)
+        response = await call_next(request)
+        if response.parsed is not None:  # the transport used native structured output
+            return response
+        try:
+            value = extract_json(response.text, mode=self._mode, expect=expected_kind(request))
+        except ParseError as exc:
+            if response.finish_reason == "length":
+                exc.hint = TRUNCATED_HINT
+            remember(exc, response=response)
+            raise
+        return response.model_copy(update={"parsed": value})
+
+    def __repr__(self) -> str:
+        return f"ParseMiddleware(mode={self._mode!r}, always={self._always})"
+
+
+@hookimpl
+def register_middleware(register: Callable[[str, Any], None]) -> None:
+    register("parse", ParseMiddleware)

@@ -1,0 +1,1 @@
+"""Integration tests: real HTTP against the loopback fault server."""

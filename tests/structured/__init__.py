@@ -1,0 +1,1 @@
+"""Property tests of structured output: damaged JSON, round trips, repair budgets."""
