@@ -74,7 +74,7 @@ class CallTrace:
 current_call: contextvars.ContextVar[CallTrace | None] = contextvars.ContextVar("llmchain_call", default=None)
 
 
-def emit(kind: str, stage: str | None = None, **data: Any) -> None:
+def emit(kind: str, stage: str | None = None, /, **data: Any) -> None:
     """Report an event for the current call to the chain's observers (no-op without any)."""
     trace = current_call.get()
     if trace is not None and trace.observers:

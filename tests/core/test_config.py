@@ -70,7 +70,7 @@ use = "plain"
         ("[[stages]]\nuse = 'plain'\nx = 1", "'plain' takes no options, got ['x']"),
         (
             "[transport]\nuse = 'carrier-pigeon'",
-            "[transport] (carrier-pigeon): unknown transport 'carrier-pigeon'. Registered transports: mock (from llmchain.transports.mock)",
+            "[transport] (carrier-pigeon): unknown transport 'carrier-pigeon'. Registered transports: anthropic (from llmchain.transports.anthropic), mock (from llmchain.transports.mock)",
         ),
         ("[transport]\nuse = 'mock'\nlatency_s = 'slow'", "[transport] (mock): option latency_s"),
         ("[transport]\nuse = 'mock'\napi_key = 'sk-abcdef123456'", "option 'api_key' holds a literal secret"),
