@@ -8,11 +8,15 @@ is left of the call.
 from __future__ import annotations
 
 import asyncio
+import sys
 import time
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
+from collections.abc import Awaitable
+from typing import TYPE_CHECKING, Protocol, TypeVar, runtime_checkable
 
 if TYPE_CHECKING:
     from ._models import LLMRequest
+
+T = TypeVar("T")
 
 
 @runtime_checkable
@@ -31,6 +35,15 @@ class Clock(Protocol):
         """Wait ``seconds`` (0 or less returns at once, after yielding)."""
         ...
 
+    async def wait_for(self, awaitable: Awaitable[T], timeout: float | None) -> T:
+        """Await ``awaitable`` for at most ``timeout`` seconds of this clock's time.
+
+        On expiry the inner work is cancelled and the builtin ``TimeoutError`` is raised;
+        ``None`` waits without limit. Used by the timeout stage, so that a fake clock can
+        fire timeouts without real waiting.
+        """
+        ...
+
 
 class RealClock:
     """The process's monotonic clock and asyncio's sleep."""
@@ -45,6 +58,18 @@ class RealClock:
 
     async def sleep(self, seconds: float) -> None:
         await asyncio.sleep(max(0.0, seconds))
+
+    async def wait_for(self, awaitable: Awaitable[T], timeout: float | None) -> T:
+        if timeout is None:
+            return await awaitable
+        if sys.version_info >= (3, 11):
+            # asyncio.timeout cancels in place: no extra task, the call's context stays put
+            async with asyncio.timeout(max(0.0, timeout)):
+                return await awaitable
+        try:  # pragma: no cover - Python 3.10
+            return await asyncio.wait_for(awaitable, max(0.0, timeout))
+        except asyncio.TimeoutError:  # pragma: no cover - a distinct class before 3.11
+            raise TimeoutError from None
 
     def __repr__(self) -> str:
         return "RealClock()"

@@ -8,7 +8,6 @@ timeout stage. The outermost end (in ``Chain``) normalises errors.
 from __future__ import annotations
 
 import asyncio
-import sys
 from collections.abc import Sequence
 from functools import partial
 
@@ -20,20 +19,16 @@ from ._redact import redact, trim
 from ._types import Middleware, Next, Transport
 from ._wrap import wrap_foreign
 
-if sys.version_info >= (3, 11):
-    _timeout = asyncio.timeout
-else:  # pragma: no cover
-    _timeout = None
-
 
 class TransportCall:
     """The innermost step: one call = one recorded attempt, bounded by the deadline."""
 
-    __slots__ = ("clock", "transport")
+    __slots__ = ("clock", "kind", "transport")
 
     def __init__(self, transport: Transport, clock: Clock) -> None:
         self.transport = transport
         self.clock = clock
+        self.kind = transport.name.split(":", 1)[0]
 
     async def __call__(self, request: LLMRequest) -> LLMResponse:
         clock = self.clock
@@ -41,20 +36,20 @@ class TransportCall:
         number = len(trace.attempts) + 1 if trace is not None else request.attempt
         started_wall, t0 = clock.wall(), clock.now()
         if trace is not None and trace.observers:
-            emit("attempt_start", "transport", attempt=number, served_by=self.transport.name)
+            emit("attempt_start", "transport", attempt=number, served_by=self._served_by(request))
         try:
             response = await self._send(request, t0)
         except asyncio.CancelledError:
-            self._record(trace, number, started_wall, t0, "cancelled", None)
+            self._record(trace, request, number, started_wall, t0, "cancelled", None)
             raise
         except CallError as exc:
-            self._record(trace, number, started_wall, t0, _outcome(exc), exc)
+            self._record(trace, request, number, started_wall, t0, _outcome(exc), exc)
             raise
         except Exception as exc:
             wrapped = wrap_foreign(exc, self.transport.name)
-            self._record(trace, number, started_wall, t0, _outcome(wrapped), wrapped)
+            self._record(trace, request, number, started_wall, t0, _outcome(wrapped), wrapped)
             raise wrapped from exc
-        self._record(trace, number, started_wall, t0, "ok", None)
+        self._record(trace, request, number, started_wall, t0, "ok", None)
         return response
 
     async def _send(self, request: LLMRequest, t0: float) -> LLMResponse:
@@ -64,19 +59,21 @@ class TransportCall:
         if left <= 0:
             raise TimeoutExceeded("the call's deadline passed before this attempt", phase="deadline")
         try:
-            if _timeout is not None:
-                async with _timeout(left):
-                    return await self.transport.send(request)
-            return await asyncio.wait_for(self.transport.send(request), left)  # pragma: no cover
+            return await self.clock.wait_for(self.transport.send(request), left)
         except TimeoutError:
             raise TimeoutExceeded(
                 f"the call's deadline ({left:.3g}s left at the start of this attempt) ran out",
                 phase="deadline",
             ) from None
 
+    def _served_by(self, request: LLMRequest) -> str:
+        """Which backend was asked: the transport, with the request's model when it names one."""
+        return self.transport.name if request.model is None else f"{self.kind}:{request.model}"
+
     def _record(
         self,
         trace: CallTrace | None,
+        request: LLMRequest,
         number: int,
         started: float,
         t0: float,
@@ -94,7 +91,7 @@ class TransportCall:
             error_type=type(exc).__name__ if exc is not None else None,
             error=trim(redact(exc.message), 200) if exc is not None else None,
             retry_after_s=exc.retry_after if exc is not None else None,
-            served_by=self.transport.name,
+            served_by=self._served_by(request),
         )
         trace.attempts.append(attempt)
         if trace.observers:

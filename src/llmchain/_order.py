@@ -18,6 +18,12 @@ ORDER_RULES: tuple[tuple[str, str, str], ...] = (
     ("retry", "rate_limit", "every retried attempt must pass the rate limiter again"),
     ("fallback", "retry", "fall back only after retries on the primary are exhausted"),
     ("log", "retry", "the log line should summarise all attempts"),
+    (
+        "circuit_breaker",
+        "rate_limit",
+        "a call failing fast on an open circuit should not spend rate-limit capacity",
+    ),
+    ("fallback", "circuit_breaker", "an open circuit should route to an alternative"),
 )
 
 

@@ -1,0 +1,146 @@
+"""The ``circuit_breaker`` stage: stop calling a backend that keeps failing, probe it, resume.
+
+Per key (the model by default; each stage instance belongs to one transport, so that is per
+transport + model) the breaker counts the outcomes of recent calls. When at least
+``min_calls`` of the last ``window_calls`` calls within ``window_s`` are known and
+``failure_rate`` of them failed, it opens: calls fail fast with ``CircuitOpen`` (``retry_after``
+= time until the next probe) for ``open_s``. Then one probe goes through (half-open); its
+success closes the breaker, its failure opens it again.
+
+Failures are what says the backend is unhealthy: connect errors, resets, timeouts, 5xx and
+unreadable answers. A 429 (our quota, not their health), a cancelled call or a ``CircuitOpen``
+from further in count as nothing; other 4xx and output errors mean the backend answered, so
+they count as successes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from .._clock import REAL_CLOCK, Clock
+from .._events import emit
+from .._exceptions import (
+    CallError,
+    CircuitOpen,
+    GaveUp,
+    ProviderError,
+    RateLimited,
+    TransportError,
+)
+from .._models import LLMRequest, LLMResponse
+from .._types import Next
+from ..hookspecs import hookimpl
+from ..policies.breaker import BreakerConfig, Permit
+from ..stores.base import BreakerStore, open_breaker_store
+from ..stores.memory import MemoryBreakerStore
+
+
+def counts_as_failure(error: CallError) -> bool | None:
+    """True: the backend looks unhealthy; False: it answered; None: says nothing."""
+    if isinstance(error, GaveUp) and error.errors:
+        error = error.errors[-1]
+    if isinstance(error, (RateLimited, CircuitOpen)):
+        return None
+    if isinstance(error, TransportError):
+        return True
+    if isinstance(error, ProviderError):
+        status = error.status_code
+        return status is None or status >= 500
+    if type(error) is CallError:  # an unexpected error of unknown origin
+        return None
+    return False
+
+
+class CircuitBreakerMiddleware:
+    """Fail fast while the backend behind this stage keeps failing."""
+
+    name = kind = "circuit_breaker"
+
+    class Options(BaseModel):
+        model_config = ConfigDict(frozen=True, extra="forbid")
+
+        failure_rate: float = Field(0.5, gt=0, le=1, description="Share of failed calls in the window that opens the breaker.")  # noqa: E501
+        min_calls: int = Field(10, ge=1, description="Calls the window must hold before the rate is judged.")
+        window_calls: int = Field(50, ge=1, description="The window holds at most this many of the latest calls...")  # noqa: E501
+        window_s: float = Field(60.0, gt=0, description="...none older than this many seconds.")
+        open_s: float = Field(30.0, gt=0, description="How long an open breaker fails fast before letting a probe through.")  # noqa: E501
+        key: Literal["model", "global"] = Field("model", description="One breaker per model, or one for all calls through this stage.")  # noqa: E501
+        store: str = Field("memory", description='Where the state lives: "memory" or a shared store such as "redis".')  # noqa: E501
+        share: str | None = Field(None, description="Name of state shared by every stage using the same name; None: private.")  # noqa: E501
+        store_url: str | None = Field(None, description="Address of a shared store (e.g. redis://...).")
+
+        @model_validator(mode="after")
+        def _window_fits(self) -> CircuitBreakerMiddleware.Options:
+            if self.min_calls > self.window_calls:
+                raise ValueError(f"min_calls ({self.min_calls}) cannot exceed window_calls "
+                                 f"({self.window_calls}): the breaker could never open")
+            return self
+
+    def __init__(
+        self,
+        options: Options | None = None,
+        *,
+        clock: Clock = REAL_CLOCK,
+        store: BreakerStore | None = None,
+    ) -> None:
+        self.options = o = options or self.Options()
+        self._clock = clock
+        self.store = store or open_breaker_store(o.store, share=o.share, url=o.store_url)
+        self._memory = self.store if isinstance(self.store, MemoryBreakerStore) else None
+        self.config = BreakerConfig(o.failure_rate, o.min_calls, o.window_calls, o.window_s, o.open_s)
+        self._per_model = o.key == "model"
+
+    async def handle(self, request: LLMRequest, call_next: Next) -> LLMResponse:
+        key = (request.model or "default") if self._per_model else "*"
+        clock, memory, config = self._clock, self._memory, self.config
+        if memory is not None:
+            permit = memory.acquire_now(key, clock.now(), config)
+        else:
+            permit = await self.store.acquire(key, clock.now(), config)
+        if permit.changed:
+            emit("breaker_state", "circuit_breaker", key=key, state=permit.state)
+        if not permit.allowed:
+            raise _open_error(key, permit, config)
+        try:
+            response = await call_next(request)
+        except CallError as exc:
+            await self._record(key, permit, counts_as_failure(exc))
+            raise
+        except (asyncio.CancelledError, Exception):
+            await self._record(key, permit, None)
+            raise
+        if memory is not None:
+            if memory.record_now(key, clock.now(), permit, False, config) is not None:
+                emit("breaker_state", "circuit_breaker", key=key, state="closed")
+        else:
+            await self._record(key, permit, False)
+        return response
+
+    async def _record(self, key: str, permit: Permit, failed: bool | None) -> None:
+        try:
+            changed = await self.store.record(key, self._clock.now(), permit, failed, self.config)
+        except Exception:  # a store failure must not replace the call's own outcome
+            emit("store_unavailable", "circuit_breaker", key=key, operation="record")
+            return
+        if changed is not None:
+            emit("breaker_state", "circuit_breaker", key=key, state=changed)
+
+
+def _open_error(key: str, permit: Permit, config: BreakerConfig) -> CircuitOpen:
+    if permit.state == "open":
+        why = f"the circuit for {key!r} is open (too many failures); next probe in {permit.retry_after or 0:.3g}s"  # noqa: E501
+    else:
+        why = f"the circuit for {key!r} is half-open and its one probe is still in flight"
+    return CircuitOpen(
+        f"{why}; failing fast", retry_after=permit.retry_after,
+        hint=f"the backend failed at least {config.failure_rate:.0%} of its recent calls; "
+             "a fallback stage outside this one can route to an alternative")
+
+
+@hookimpl
+def register_middleware(register: Callable[[str, Any], None]) -> None:
+    register("circuit_breaker", CircuitBreakerMiddleware)

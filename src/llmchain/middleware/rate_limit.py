@@ -1,0 +1,277 @@
+"""The ``rate_limit`` stage: requests- and tokens-per-minute limits per key, FIFO, deadline-aware.
+
+Before each call the stage books a slot in a sliding-window log (``policies.admission``) for
+one request and its estimated tokens (prompt estimate + ``max_tokens``); callers then sleep
+until their slot, in the order they booked, holding no lock. A slot later than the call's
+deadline is refused at once with ``RateLimited`` (``retry_after`` = the wait needed). After the
+call the booking is corrected to the real usage. The stage adapts to the provider: a 429 pauses
+every caller of that key for ``Retry-After`` (or ``pause_s``); ``x-ratelimit-remaining-*`` /
+``anthropic-ratelimit-*-remaining`` headers at zero pause callers until enough capacity is
+back, and the provider's reported limits lower the configured ones. State lives behind a
+``RateLimitStore`` (memory here; a shared store lets several processes share one budget).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from .._clock import REAL_CLOCK, Clock, time_left
+from .._events import emit
+from .._exceptions import RateLimited
+from .._models import LLMRequest, LLMResponse
+from .._tokens import get_estimator
+from .._types import Next
+from ..hookspecs import hookimpl
+from ..policies.admission import RateLimits, Reservation
+from ..policies.headers import rate_limit_hints
+from ..stores.base import RateLimitStore, open_rate_limit_store
+from ..stores.memory import MemoryRateLimitStore
+
+_REMAINING = (
+    ("x-ratelimit-remaining-requests", "x-ratelimit-remaining-tokens", "x-ratelimit-limit-requests",
+     "x-ratelimit-limit-tokens"),
+    ("anthropic-ratelimit-requests-remaining", "anthropic-ratelimit-tokens-remaining",
+     "anthropic-ratelimit-requests-limit", "anthropic-ratelimit-tokens-limit"),
+)
+
+
+def _int(value: str | None) -> int | None:
+    if value is None:
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        try:
+            return int(float(value))
+        except (ValueError, OverflowError):
+            return None
+
+
+def _lower(configured: int | None, learned: int | None) -> int | None:
+    if learned is None or learned <= 0:
+        return configured
+    return learned if configured is None else min(configured, learned)
+
+
+class RateLimitMiddleware:
+    """Keep calls within requests- and tokens-per-minute limits, waiting in FIFO order."""
+
+    name = kind = "rate_limit"
+
+    class Options(BaseModel):
+        model_config = ConfigDict(frozen=True, extra="forbid")
+
+        rpm: int | None = Field(None, ge=1, description="Requests allowed per period_s (per minute by default); None: not limited unless learned from headers.")  # noqa: E501
+        tpm: int | None = Field(None, ge=1, description="Tokens (prompt estimate + max_tokens) allowed per period_s.")  # noqa: E501
+        period_s: float = Field(60.0, gt=0, description="The sliding window the limits apply to.")
+        key: Literal["model", "global"] = Field("model", description="One budget per model, or one for all calls through this stage.")  # noqa: E501
+        tokenizer: str = Field("auto", description='"auto" (tiktoken if installed, else the heuristic), "heuristic", or a tiktoken encoding name.')  # noqa: E501
+        output_tokens: int = Field(256, ge=0, description="Output tokens booked when a request sets no max_tokens.")  # noqa: E501
+        max_wait_s: float | None = Field(None, ge=0, description="Longest wait for a slot even when the deadline allows more; None: only the deadline bounds it.")  # noqa: E501
+        pause_s: float = Field(1.0, ge=0, description="How long every caller pauses after a provider 429 that gives no Retry-After.")  # noqa: E501
+        adapt: bool = Field(True, description="Follow the provider's 429s and rate-limit headers.")
+        store: str = Field("memory", description='Where the state lives: "memory" (this process) or a shared store such as "redis".')  # noqa: E501
+        share: str | None = Field(None, description="Name of state shared by every stage using the same name (several chains, one API key); None: private to this stage.")  # noqa: E501
+        store_url: str | None = Field(None, description="Address of a shared store (e.g. redis://...).")
+
+    def __init__(
+        self,
+        options: Options | None = None,
+        *,
+        clock: Clock = REAL_CLOCK,
+        store: RateLimitStore | None = None,
+    ) -> None:
+        self.options = o = options or self.Options()
+        self._clock = clock
+        self.store = store or open_rate_limit_store(o.store, share=o.share, url=o.store_url)
+        self._memory = self.store if isinstance(self.store, MemoryRateLimitStore) else None
+        self._limits = RateLimits(o.rpm, o.tpm, o.period_s)
+        self._effective: dict[str, RateLimits] = {}  # per key, lowered by provider headers
+        self._seen_limits: dict[str, tuple[str | None, str | None]] = {}
+        self._per_model = o.key == "model"
+        self._adaptive = o.adapt
+        self._learn = o.adapt and o.period_s == 60.0  # provider limits are per minute
+        self._estimator = get_estimator(o.tokenizer) if (o.tpm is not None or self._learn) else None
+
+    def limits_for(self, key: str) -> RateLimits:
+        """The limits in force for ``key`` (configured, lowered by what the provider reported)."""
+        return self._effective.get(key, self._limits)
+
+    async def handle(self, request: LLMRequest, call_next: Next) -> LLMResponse:
+        key = (request.model or "default") if self._per_model else "*"
+        limits = self._effective.get(key, self._limits)
+        tokens = 0
+        ticket: object = None
+        if limits.requests is None and limits.tokens is None:
+            # no limit known (yet): an adaptive limiter still holds callers during a pause
+            memory = self._memory
+            if self._adaptive and (memory is None or memory.paused_until(key) > self._clock.now()):
+                await self._wait_out_pause(key, request)
+        else:
+            if limits.tokens is not None and self._estimator is not None:
+                tokens = self._estimator.request_tokens(request, self.options.output_tokens)
+            memory = self._memory
+            if memory is not None and self.options.max_wait_s is None:  # fast path: no coroutine
+                now = self._clock.now()
+                deadline = request.deadline
+                res = memory.reserve_now(key, now, 1, tokens, limits,
+                                         None if deadline is None else max(0.0, deadline - now))
+                ticket = res.ticket if res.admitted and res.wait_s <= 0 else await self._admit(
+                    key, request, tokens, limits, res)
+            else:
+                ticket = await self._admit(key, request, tokens, limits, None)
+        try:
+            response = await call_next(request)
+        except RateLimited as exc:
+            if self._adaptive and exc.status_code == 429:
+                # everyone pauses: for Retry-After, else until the headers say capacity is back
+                headers = getattr(exc, "headers", None)
+                refill = self._adapt(key, headers, tokens) if headers else 0.0
+                wait = exc.retry_after if exc.retry_after is not None else (refill or self.options.pause_s)
+                await self._pause(key, wait, "provider_429")
+            raise
+        if tokens and ticket is not None:
+            actual = response.usage.total_tokens
+            if actual > 0 and actual != tokens:
+                if self._memory is not None:
+                    self._memory.reconcile_now(key, ticket, requests=1, tokens=actual)
+                else:
+                    await self.store.reconcile(key, ticket, requests=1, tokens=actual)
+        if self._adaptive and response.headers:
+            pause = self._adapt(key, response.headers, tokens)
+            if pause > 0:
+                await self._pause(key, pause, "provider_remaining")
+        return response
+
+    async def _admit(self, key: str, request: LLMRequest, tokens: int, limits: RateLimits,
+                     res: Reservation | None) -> object:
+        clock, store, memory = self._clock, self.store, self._memory
+        cap = self.options.max_wait_s
+        while True:
+            left = time_left(request, clock)
+            if res is None:
+                now = clock.now()
+                max_wait = left if cap is None else (cap if left is None else min(cap, left))
+                if memory is not None:
+                    res = memory.reserve_now(key, now, 1, tokens, limits, max_wait)
+                else:
+                    res = await store.reserve(key, now, 1, tokens, limits, max_wait)
+            if not res.admitted:
+                raise self._refused(key, res, left, tokens, limits)
+            if res.wait_s <= 0:
+                return res.ticket
+            emit("rate_limit_wait", "rate_limit", key=key, wait_s=res.wait_s, tokens=tokens)
+            try:
+                await clock.sleep(res.wait_s)
+                paused = await store.paused_for(key, clock.now()) if self.options.adapt else 0.0
+            except BaseException:  # cancelled while waiting: give the slot back
+                await self._release(key, res.ticket)
+                raise
+            if paused <= 0:
+                return res.ticket
+            # a 429 arrived while we slept: re-book behind the pause instead of sending into it
+            await self._release(key, res.ticket)
+            res = None
+
+    async def _wait_out_pause(self, key: str, request: LLMRequest) -> None:
+        clock = self._clock
+        while True:
+            paused = await self.store.paused_for(key, clock.now())
+            if paused <= 0:
+                return
+            left = time_left(request, clock)
+            cap = self.options.max_wait_s
+            if (left is not None and paused >= left) or (cap is not None and paused > cap):
+                raise self._refused(key, Reservation(False, paused, None, "paused"), left, 0,
+                                    self._limits)
+            emit("rate_limit_wait", "rate_limit", key=key, wait_s=paused, tokens=0)
+            await clock.sleep(paused)
+
+    async def _release(self, key: str, ticket: object) -> None:
+        try:
+            await self.store.reconcile(key, ticket, requests=0, tokens=0)
+        except Exception:  # a store failure must not hide the caller's own error
+            emit("store_unavailable", "rate_limit", key=key, operation="release")
+
+    def _refused(self, key: str, res: Reservation, left: float | None, tokens: int,
+                 limits: RateLimits) -> RateLimited:
+        period = f"{limits.period_s:g}s"
+        if res.reason == "too_large":
+            return RateLimited(
+                f"local rate limiter: this call books ~{tokens} tokens (prompt estimate + "
+                f"max_tokens), more than the limit of {limits.tokens} per {period}; it can never "
+                "be sent", status_code=None, retryable=False,
+                hint="lower max_tokens or shorten the prompt, or raise tpm")
+        if left is not None and (self.options.max_wait_s is None or left <= self.options.max_wait_s):
+            bound = f"past the call's deadline ({left:.3g}s left)"
+        else:
+            bound = f"longer than max_wait_s={self.options.max_wait_s:g}"
+        if res.reason == "paused":
+            what = f"the provider asked callers of {key!r} to pause for {res.wait_s:.3g}s"
+        else:
+            what = (f"the next slot for {key!r} is {res.wait_s:.3g}s away (limits: {limits.requests} "
+                    f"requests / {limits.tokens} tokens per {period})")
+        return RateLimited(
+            f"local rate limiter: {what}, {bound}; failing fast",
+            status_code=None, retry_after=res.wait_s,
+            hint="raise rpm/tpm if the provider allows it, send fewer calls at once, or allow a "
+                 "longer timeout_s")
+
+    async def _pause(self, key: str, seconds: float, reason: str) -> None:
+        if seconds <= 0:
+            return
+        emit("rate_limit_wait", "rate_limit", key=key, pause_s=seconds, reason=reason)
+        try:
+            await self.store.pause(key, self._clock.now(), seconds)
+        except Exception:
+            emit("store_unavailable", "rate_limit", key=key, operation="pause")
+
+    def _adapt(self, key: str, headers: Mapping[str, str], tokens: int) -> float:
+        """Learn the provider's limits from ``headers``; returns how long to pause (0: none).
+
+        What the provider already counts as used is not booked here: its buckets refill
+        continuously, and its ``remaining`` reaching zero pauses callers until they have."""
+        for names in _REMAINING:
+            remaining_r, remaining_t = headers.get(names[0]), headers.get(names[1])
+            if remaining_r is not None or remaining_t is not None:
+                break
+        else:
+            return 0.0
+        lim_r, lim_t = names[2], names[3]
+        n_r, n_t = _int(remaining_r), _int(remaining_t)
+        low = (n_r is not None and n_r <= 0) or (n_t is not None and n_t < max(tokens, 1))
+        seen = (headers.get(lim_r), headers.get(lim_t))
+        learn = self._learn and seen != self._seen_limits.get(key)
+        if not (low or learn):
+            return 0.0
+        hints = rate_limit_hints(headers, self._clock.wall())
+        if learn:
+            self._seen_limits[key] = seen
+            base = self._limits
+            self._effective[key] = RateLimits(_lower(base.requests, hints.limit_requests),
+                                              _lower(base.tokens, hints.limit_tokens), base.period_s)
+        wait = 0.0
+        if n_r is not None and n_r <= 0:
+            wait = _refill_wait(1, n_r, hints.limit_requests, hints.reset_requests_s)
+        if n_t is not None and n_t < max(tokens, 1):
+            wait = max(wait, _refill_wait(max(tokens, 1), n_t, hints.limit_tokens, hints.reset_tokens_s))
+        return wait
+
+
+def _refill_wait(needed: int, remaining: int, limit: int | None, reset_s: float | None) -> float:
+    """Seconds until ``needed`` units are back, for a provider bucket refilling linearly to
+    ``limit`` in ``reset_s`` (the whole reset when the limit is unknown)."""
+    if reset_s is None or reset_s <= 0:
+        return 0.0
+    if limit is None or limit <= remaining:
+        return reset_s
+    rate = (limit - remaining) / reset_s
+    return min(reset_s, (needed - remaining) / rate)
+
+
+@hookimpl
+def register_middleware(register: Callable[[str, Any], None]) -> None:
+    register("rate_limit", RateLimitMiddleware)

@@ -1,0 +1,109 @@
+"""The ``timeout`` stage: bound everything inside it by the call's deadline and an attempt limit.
+
+Each pass through the stage (one attempt, when the stage sits inside ``retry``) may take at
+most ``attempt_s`` and never more than what is left of the call's deadline; ``total_s``
+tightens that deadline for everything inside the stage (place the stage outermost to make it
+the whole call's). The tighter deadline is handed inward, so every wait inside clips itself to
+it, and the stage cancels whatever is still running when it passes: the transport closes its
+connection and ``TimeoutExceeded`` is raised, ``phase="attempt"`` (retryable) when the attempt
+limit ran out, ``phase="deadline"`` (not retryable) when the call's time is up.
+
+The stage's own timer runs on the chain's clock (``Clock.wait_for``), so a ``FakeClock`` fires
+it without real waiting. When only the pinned transport call is inside (the stage is
+innermost, as recommended) and the clock is real, that call already cancels the send at the
+deadline it is handed, and the stage adds no second timer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from .._clock import REAL_CLOCK, Clock, RealClock
+from .._compose import TransportCall
+from .._exceptions import TimeoutExceeded
+from .._models import LLMRequest, LLMResponse
+from .._types import Next
+from ..hookspecs import hookimpl
+
+_HINTS = {
+    "attempt": "the server was slow to answer; retry (outside this stage) tries again if time "
+               "is left, or raise attempt_s",
+    "deadline": "raise timeout_s (per call or in the config) or check why the server is slow",
+}
+
+
+class TimeoutMiddleware:
+    """Cancel whatever runs inside this stage when its time is up."""
+
+    name = kind = "timeout"
+
+    class Options(BaseModel):
+        model_config = ConfigDict(frozen=True, extra="forbid")
+
+        attempt_s: float | None = Field(
+            None, gt=0,
+            description="Longest time one pass through this stage may take (each attempt, when "
+                        "inside retry); None: only the deadline bounds it.",
+        )
+        total_s: float | None = Field(
+            None, gt=0,
+            description="Tighten the call's deadline to this many seconds from when the call "
+                        "enters this stage; None keeps the chain's timeout_s.",
+        )
+
+    def __init__(self, options: Options | None = None, *, clock: Clock = REAL_CLOCK) -> None:
+        self.options = options or self.Options()
+        self._clock = clock
+        # a clock without wait_for (older custom clocks) times out on the event loop's time
+        self._wait_for: Any = getattr(clock, "wait_for", None) or REAL_CLOCK.wait_for
+        self._attempt_s = self.options.attempt_s
+        self._total_s = self.options.total_s
+        self._real = isinstance(clock, RealClock)
+
+    async def handle(self, request: LLMRequest, call_next: Next) -> LLMResponse:
+        now = self._clock.now()
+        deadline = request.deadline
+        phase = "deadline"
+        if self._total_s is not None and (deadline is None or now + self._total_s < deadline):
+            deadline = now + self._total_s
+        if self._attempt_s is not None and (deadline is None or now + self._attempt_s < deadline):
+            deadline, phase = now + self._attempt_s, "attempt"
+        if deadline is None:
+            return await call_next(request)
+        left = deadline - now
+        if left <= 0:
+            raise TimeoutExceeded("the call's deadline passed before it reached the timeout stage",
+                                  phase="deadline", hint=_HINTS["deadline"])
+        if deadline != request.deadline:  # inner stages clip their waits to the tighter deadline
+            request = request.model_copy(update={"deadline": deadline})
+        try:
+            if type(call_next) is TransportCall:
+                # only the pinned transport call is inside, and it cancels the send at the
+                # request's deadline itself: a second timer here would be pure overhead
+                return await call_next(request)
+            response: LLMResponse = await self._wait_for(call_next(request), left)
+            return response
+        except TimeoutError:
+            raise _expired(phase, left) from None
+        except TimeoutExceeded as exc:
+            # something inside hit the tighter deadline this stage set: say which limit it was
+            if phase == "attempt" and exc.phase == "deadline" and self._clock.now() >= deadline - 1e-3:
+                raise _expired(phase, left) from None
+            raise
+
+
+def _expired(phase: str, limit: float) -> TimeoutExceeded:
+    if phase == "attempt":
+        message = f"the attempt took longer than attempt_s={limit:g}s and was cancelled"
+    else:
+        message = (f"the call's deadline ran out ({limit:.3g}s were left when it entered the "
+                   "timeout stage); the work in flight was cancelled")
+    return TimeoutExceeded(message, phase=phase, hint=_HINTS[phase])
+
+
+@hookimpl
+def register_middleware(register: Callable[[str, Any], None]) -> None:
+    register("timeout", TimeoutMiddleware)

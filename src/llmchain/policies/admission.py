@@ -1,0 +1,136 @@
+"""Rate-limit admission for one key: a sliding-window log with FIFO reservations.
+
+Guarantee: within any window of ``period_s`` seconds, the requests (and the tokens) admitted
+never add up to more than the limit, while a full limit's worth may go at once (as providers
+allow). A full-burst token bucket holding the same limit (how OpenAI, Anthropic and the fault
+server account) therefore never refuses what this log admits.
+
+Callers *reserve*: ``reserve`` returns when the caller may send (``wait_s`` from now) and
+books that slot at once, so callers are served in the order they reserved (a reservation is
+never earlier than the one before it) and nobody waits while holding a lock. A reservation
+that would wait longer than ``max_wait`` (the caller's deadline) is refused without changing
+anything. ``reconcile`` replaces an estimate by the real usage afterwards (or releases a slot
+never used), ``pause`` makes every later reservation start no earlier than a given time
+(after a 429 or ``remaining: 0`` from the provider).
+
+The log keeps one entry per admitted call inside the window; entries leave for good once a
+reservation passes them by ``period_s`` (later reservations are never earlier), so each
+operation is amortised O(1). The same algorithm maps onto a Redis sorted set and one Lua
+script per operation.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from dataclasses import dataclass
+from typing import NamedTuple
+
+
+@dataclass(frozen=True, slots=True)
+class RateLimits:
+    """Limits per ``period_s`` seconds; ``None`` means that dimension is not limited."""
+
+    requests: int | None = None
+    tokens: int | None = None
+    period_s: float = 60.0
+
+
+class Reservation(NamedTuple):
+    """The outcome of ``reserve``: admitted (send after ``wait_s``) or refused.
+
+    When refused, ``wait_s`` is the wait that would have been needed (``inf`` if the call is
+    larger than the limit itself) and ``reason`` says why: ``"deadline"`` or ``"too_large"``.
+    """
+
+    admitted: bool
+    wait_s: float
+    ticket: object = None
+    reason: str | None = None
+
+
+class Ticket:
+    """One admitted call in the log; the handle for ``reconcile``."""
+
+    __slots__ = ("at", "live", "requests", "tokens")
+
+    def __init__(self, at: float, requests: int, tokens: int) -> None:
+        self.at = at
+        self.requests = requests
+        self.tokens = tokens
+        self.live = True  # False once it left the log
+
+    def __repr__(self) -> str:
+        return f"Ticket(at={self.at:.3f}, requests={self.requests}, tokens={self.tokens})"
+
+
+class AdmissionLog:
+    """The log for one key. Not thread-safe by itself: stores call it under a lock."""
+
+    __slots__ = ("entries", "last", "paused_until", "requests", "tokens")
+
+    def __init__(self) -> None:
+        self.entries: deque[Ticket] = deque()
+        self.requests = 0  # sums over the entries still in the log
+        self.tokens = 0
+        self.last = -math.inf  # time of the latest reservation (FIFO floor)
+        self.paused_until = -math.inf
+
+    def reserve(
+        self, now: float, requests: int, tokens: int, limits: RateLimits, max_wait: float | None
+    ) -> Reservation:
+        """Book the earliest slot at or after ``now`` that keeps every window within limits."""
+        max_r, max_t, period = limits.requests, limits.tokens, limits.period_s
+        if (max_r is not None and requests > max_r) or (max_t is not None and tokens > max_t):
+            return Reservation(False, math.inf, None, "too_large")
+        at = now
+        if self.last > at:
+            at = self.last
+        if self.paused_until > at:
+            at = self.paused_until
+        entries = self.entries
+        sum_r, sum_t = self.requests, self.tokens
+        passed = 0
+        if (max_r is not None and sum_r + requests > max_r) or (max_t is not None and sum_t + tokens > max_t):
+            for entry in entries:  # oldest first: find when enough of them have left the window
+                if entry.at > at - period:  # still inside the window ending at `at`
+                    if (max_r is None or sum_r + requests <= max_r) and (
+                        max_t is None or sum_t + tokens <= max_t
+                    ):
+                        break
+                    at = entry.at + period  # wait until this entry leaves the window
+                sum_r -= entry.requests
+                sum_t -= entry.tokens
+                passed += 1
+        else:  # fits with every entry still counted: just drop the ones that expired
+            horizon = at - period
+            for entry in entries:
+                if entry.at > horizon:
+                    break
+                sum_r -= entry.requests
+                sum_t -= entry.tokens
+                passed += 1
+        wait = at - now
+        if max_wait is not None and wait > max_wait:  # a pause or the FIFO floor can make it wait too
+            return Reservation(False, wait, None, "deadline")
+        for _ in range(passed):  # later reservations are never earlier: these never count again
+            entries.popleft().live = False
+        ticket = Ticket(at, requests, tokens)
+        entries.append(ticket)
+        self.requests = sum_r + requests
+        self.tokens = sum_t + tokens
+        self.last = at
+        return Reservation(True, wait, ticket, None)
+
+    def reconcile(self, ticket: Ticket, requests: int, tokens: int) -> None:
+        """Replace the units booked by ``ticket`` (real usage, or 0 to release a slot)."""
+        if ticket.live:
+            self.requests += requests - ticket.requests
+            self.tokens += tokens - ticket.tokens
+        ticket.requests = requests
+        ticket.tokens = tokens
+
+    def pause(self, until: float) -> None:
+        """No reservation may start before ``until`` (the provider said to back off)."""
+        if until > self.paused_until:
+            self.paused_until = until

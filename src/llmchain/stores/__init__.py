@@ -1,0 +1,1 @@
+"""State backends shared by stages: rate-limit state, cache stores (memory, SQLite, Redis)."""

@@ -1,0 +1,119 @@
+"""The state interfaces the rate limiter and the circuit breaker keep their shared state behind.
+
+Each operation is one atomic step on one key, so that a shared backend can implement it as one
+Lua script (Redis) or one transaction, and several processes then share one budget:
+
+* ``RateLimitStore.reserve``: book the earliest slot that keeps the sliding windows within the
+  limits, or refuse when that is later than ``max_wait_s``; ``reconcile`` replaces the booked
+  units with real usage; ``pause`` / ``paused_for`` hold every caller back after a 429.
+* ``BreakerStore.acquire`` / ``record``: the breaker state machine of ``policies.breaker``.
+
+Only *relative* times cross the interface (``wait_s``, ``seconds``): ``now`` is the caller's
+clock reading, which a store shared across processes may replace by its own time base (Redis
+``TIME``). Every method is async because a shared store does I/O; the memory stores never
+suspend. Implementations must be safe to use from several threads and event loops at once.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any, Protocol, runtime_checkable
+
+from .._exceptions import ConfigError
+from ..policies.admission import RateLimits, Reservation
+from ..policies.breaker import BreakerConfig, BreakerState, Permit
+
+
+@runtime_checkable
+class RateLimitStore(Protocol):
+    """Sliding-window rate-limit state, keyed (e.g. by model)."""
+
+    #: Short label for logs (``"memory"``, ``"redis://host/0"``).
+    name: str
+
+    async def reserve(
+        self,
+        key: str,
+        now: float,
+        requests: int,
+        tokens: int,
+        limits: RateLimits,
+        max_wait_s: float | None,
+    ) -> Reservation:
+        """Book ``requests``/``tokens`` at the earliest time the limits allow (FIFO), or refuse
+        if the wait would exceed ``max_wait_s`` (None: no bound) without changing any state."""
+        ...
+
+    async def reconcile(self, key: str, ticket: object, *, requests: int, tokens: int) -> None:
+        """Replace the units booked under ``ticket`` (real usage; zeros release the slot)."""
+        ...
+
+    async def pause(self, key: str, now: float, seconds: float) -> None:
+        """Start no reservation for ``key`` sooner than ``seconds`` from ``now``."""
+        ...
+
+    async def paused_for(self, key: str, now: float) -> float:
+        """Seconds left in the current pause of ``key`` (0 when not paused)."""
+        ...
+
+
+@runtime_checkable
+class BreakerStore(Protocol):
+    """Circuit breaker state, keyed (e.g. by transport + model)."""
+
+    name: str
+
+    async def acquire(self, key: str, now: float, config: BreakerConfig) -> Permit:
+        """May a call go now? In half-open, exactly one caller gets a probe permit."""
+        ...
+
+    async def record(
+        self, key: str, now: float, permit: Permit, failed: bool | None, config: BreakerConfig
+    ) -> BreakerState | None:
+        """Count the outcome of a permitted call (None: says nothing about health); returns
+        the new state when this outcome changed it."""
+        ...
+
+    async def state(self, key: str, now: float, config: BreakerConfig) -> BreakerState:
+        """The current state (for introspection and tests)."""
+        ...
+
+
+#: Store kinds by name → "module:function" building one as ``function(share=..., url=...)``.
+#: A shared backend fills its slot by providing the module (the Redis issue: ``state_redis``).
+RATE_LIMIT_STORES: dict[str, str] = {
+    "memory": "llmchain.stores.memory:open_rate_limit_store",
+    "redis": "llmchain.stores.state_redis:open_rate_limit_store",
+}
+BREAKER_STORES: dict[str, str] = {
+    "memory": "llmchain.stores.memory:open_breaker_store",
+    "redis": "llmchain.stores.state_redis:open_breaker_store",
+}
+
+
+def _open(table: dict[str, str], what: str, kind: str, share: str | None, url: str | None) -> Any:
+    target = table.get(kind)
+    if target is None:
+        raise ConfigError(f"unknown {what} store {kind!r}; available: {sorted(table)}")
+    module_name, _, func_name = target.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ConfigError(
+            f"{what} store {kind!r} is not available ({exc}); is the extra that provides it installed?"
+        ) from None
+    return getattr(module, func_name)(share=share, url=url)
+
+
+def open_rate_limit_store(kind: str = "memory", *, share: str | None = None,
+                          url: str | None = None) -> RateLimitStore:
+    """The rate-limit store ``kind`` names; ``share`` names state shared by every user of it."""
+    store: RateLimitStore = _open(RATE_LIMIT_STORES, "rate-limit", kind, share, url)
+    return store
+
+
+def open_breaker_store(kind: str = "memory", *, share: str | None = None,
+                       url: str | None = None) -> BreakerStore:
+    """The breaker store ``kind`` names; ``share`` names state shared by every user of it."""
+    store: BreakerStore = _open(BREAKER_STORES, "circuit-breaker", kind, share, url)
+    return store
