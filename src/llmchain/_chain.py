@@ -37,6 +37,9 @@ StageLike = Middleware | str | StageSpec | Mapping[str, Any]
 
 #: Total deadline per call when neither the request nor the config sets one.
 DEFAULT_TIMEOUT_S = 120.0
+#: Where a call's request carries ``transport.identity()`` for stages that declare
+#: ``needs_transport_identity = True`` (the cache keys on it).
+TRANSPORT_METADATA_KEY = "llmchain.transport"
 
 
 class Chain:
@@ -76,6 +79,10 @@ class Chain:
         check_order([kind for _, kind, _ in named])
         self._stages: tuple[tuple[str, str, Middleware], ...] = tuple(named)
         self._observers = tuple(registry.observers) + tuple(observers)
+        # computed once: the identity of a built transport does not change
+        self._identity: dict[str, Any] | None = None
+        if any(getattr(s, "needs_transport_identity", False) for _, _, s in named):
+            self._identity = {TRANSPORT_METADATA_KEY: _identity_of(self.transport)}
         self._entry = compose([s for _, _, s in named], TransportCall(self.transport, clock))
 
     @classmethod
@@ -188,22 +195,39 @@ class Chain:
     async def _run(self, request: LLMRequest) -> LLMResponse:
         clock = self._clock
         start = clock.now()
+        update: dict[str, Any] = {}
         if request.deadline is None:
             timeout = request.timeout_s or self.timeout_s
             if timeout is not None:
-                request = request.model_copy(update={"deadline": start + timeout, "timeout_s": timeout})
+                update.update(deadline=start + timeout, timeout_s=timeout)
+        if self._identity is not None and TRANSPORT_METADATA_KEY not in request.metadata:
+            update["metadata"] = {**request.metadata, **self._identity}
+        if update:
+            request = request.model_copy(update=update)
         trace = CallTrace(request.request_id, self._observers, clock.wall)
         token = current_call.set(trace)
         try:
             if self._observers:
-                trace.emit("call_start", None, {"model": request.model, "transport": self.transport.name})
+                trace.emit(
+                    "call_start",
+                    None,
+                    {
+                        "model": request.model,
+                        "transport": self.transport.name,
+                        "temperature": request.temperature,
+                        "max_tokens": request.max_tokens,
+                        "top_p": request.top_p,
+                        "seed": request.seed,
+                    },
+                )
             response = await self._entry(request)
         except CallError as exc:
             self._end(trace, start, exc)
             raise exc.with_context(
                 request_id=request.request_id, attempts=trace.attempts, summary=request.summary()
             ) from exc.__cause__
-        except (asyncio.CancelledError, LLMChainError):
+        except (asyncio.CancelledError, LLMChainError) as exc:
+            self._end(trace, start, exc)  # observers must see every call end (spans, gauges)
             raise
         except Exception as exc:
             wrapped = wrap_foreign(exc).with_context(
@@ -221,21 +245,33 @@ class Chain:
         if response.served_by is None and trace.attempts:
             update["served_by"] = trace.attempts[-1].served_by
         response = response.model_copy(update=update)
-        self._end(trace, start, None)
+        self._end(trace, start, None, response)
         return response
 
-    def _end(self, trace: CallTrace, start: float, error: CallError | None) -> None:
+    def _end(
+        self, trace: CallTrace, start: float, error: BaseException | None, response: LLMResponse | None = None
+    ) -> None:
         if self._observers:
-            trace.emit(
-                "call_end",
-                None,
-                {
-                    "outcome": "ok" if error is None else "error",
-                    "error_type": type(error).__name__ if error is not None else None,
-                    "latency_s": self._clock.now() - start,
-                    "attempts": len(trace.attempts),
-                },
+            outcome = (
+                "ok"
+                if error is None
+                else ("cancelled" if isinstance(error, asyncio.CancelledError) else "error")
             )
+            data: dict[str, Any] = {
+                "outcome": outcome,
+                "error_type": type(error).__name__ if error is not None else None,
+                "latency_s": self._clock.now() - start,
+                "attempts": len(trace.attempts),
+            }
+            if response is not None:
+                data.update(
+                    input_tokens=response.usage.input_tokens,
+                    output_tokens=response.usage.output_tokens,
+                    response_model=response.model,
+                    finish_reason=response.finish_reason,
+                    cache=response.cache.status if response.cache is not None else None,
+                )
+            trace.emit("call_end", None, data)
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -264,6 +300,14 @@ class Chain:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         await self.aclose()
+
+
+def _identity_of(transport: Transport) -> dict[str, Any]:
+    """``transport.identity()`` (kind, base_url…), or a stand-in for duck-typed transports."""
+    identity = getattr(transport, "identity", None)
+    if callable(identity):
+        return dict(identity())
+    return {"kind": type(transport).__qualname__, "name": getattr(transport, "name", None)}
 
 
 def _format_options(obj: object) -> str:

@@ -1,14 +1,21 @@
-"""Secret redaction shared by errors, logs and reprs.
+"""Secret redaction shared by errors, logs, cache entries and reprs.
 
 Known key shapes (``sk-…``, ``Bearer …``, ``x-api-key: …``) are masked by pattern; every
 secret llmchain reads from the environment is registered here too, so it is masked by value
-wherever it would otherwise appear.
+wherever it would otherwise appear. Users add their own with ``register_secret(value)`` and
+``register_pattern(regex)`` (the log stage's ``redact_env`` / ``redact_patterns`` options call
+them). Registrations are process-wide and cannot be undone: a secret, once known, stays masked.
+
+Redact first, trim second: trimming first could cut a secret in half and leak its prefix.
 """
 
 from __future__ import annotations
 
+import logging
 import re
 import threading
+from collections.abc import Mapping
+from typing import Any
 
 MASK = "[REDACTED]"
 _PATTERNS = [
@@ -16,8 +23,26 @@ _PATTERNS = [
     re.compile(r"(?i)\b(bearer)\s+[A-Za-z0-9._~+/\-]{8,}=*"),
     re.compile(r"(?i)((?:x-api-key|api[_-]?key|authorization)[\"']?\s*[:=]\s*[\"']?)[^\s\"',}]{6,}"),
 ]
+# A superset of what the three patterns match: text without a hit skips the substitutions,
+# which keeps redaction of ordinary log fields to one regex search.
+_MAYBE = re.compile(
+    r"(?:sk|pk|rk)-[A-Za-z0-9_\-]{8}|(?i:bearer)\s|(?i:x-api-key|api[_-]?key|authorization)"
+)
+
+#: Header names whose values are secrets as a whole (compared lower-case).
+SECRET_HEADERS = frozenset({
+    "authorization", "proxy-authorization", "x-api-key", "api-key", "cookie", "set-cookie",
+    "x-goog-api-key", "openai-api-key", "anthropic-api-key",
+})
+#: Mapping keys whose values are masked as a whole when walking data (compared lower-case).
+SECRET_KEYS = frozenset({
+    "api_key", "apikey", "api-key", "x-api-key", "password", "secret", "token", "access_token",
+    "refresh_token", "authorization", "client_secret", "private_key",
+})
+
 _lock = threading.Lock()
 _values: frozenset[str] = frozenset()
+_user_patterns: tuple[re.Pattern[str], ...] = ()
 
 
 def register_secret(value: str | None) -> None:
@@ -28,14 +53,81 @@ def register_secret(value: str | None) -> None:
             _values = _values | {value}
 
 
+def register_pattern(pattern: str | re.Pattern[str]) -> None:
+    """Mask every match of ``pattern`` (a regex) everywhere from now on.
+
+    Raises ``ValueError`` for an invalid regex or one that matches the empty string.
+    """
+    global _user_patterns
+    try:
+        compiled = re.compile(pattern) if isinstance(pattern, str) else pattern
+    except re.error as exc:
+        raise ValueError(f"invalid redaction pattern {pattern!r}: {exc}") from None
+    if compiled.search("") is not None:
+        raise ValueError(f"redaction pattern {compiled.pattern!r} matches the empty string")
+    with _lock:
+        if compiled not in _user_patterns:
+            _user_patterns = (*_user_patterns, compiled)
+
+
 def redact(text: str) -> str:
     """Return ``text`` with every known secret masked."""
     for value in _values:
         if value in text:
             text = text.replace(value, MASK)
-    text = _PATTERNS[0].sub(MASK, text)
-    text = _PATTERNS[1].sub(lambda m: f"{m.group(1)} {MASK}", text)
-    return _PATTERNS[2].sub(lambda m: f"{m.group(1)}{MASK}", text)
+    if _MAYBE.search(text) is not None:
+        text = _PATTERNS[0].sub(MASK, text)
+        text = _PATTERNS[1].sub(lambda m: f"{m.group(1)} {MASK}", text)
+        text = _PATTERNS[2].sub(lambda m: f"{m.group(1)}{MASK}", text)
+    for pattern in _user_patterns:
+        text = pattern.sub(MASK, text)
+    return text
+
+
+def redact_headers(headers: Mapping[str, str]) -> dict[str, str]:
+    """A copy of ``headers`` with secret headers masked whole and every other value redacted."""
+    return {
+        name: MASK if name.lower() in SECRET_HEADERS else redact(str(value))
+        for name, value in headers.items()
+    }
+
+
+def redact_value(value: Any, *, _depth: int = 0) -> Any:
+    """``value`` with every string redacted, walking dicts, lists and tuples.
+
+    Values under secret-looking keys (``api_key``, ``authorization``…) are masked whole.
+    Other types pass through unchanged; nesting deeper than 20 levels is replaced by a marker.
+    """
+    if isinstance(value, str):
+        return redact(value)
+    if _depth > 20:
+        return "[TOO DEEP]"
+    if isinstance(value, Mapping):
+        return {
+            k: MASK if isinstance(k, str) and k.lower() in SECRET_KEYS and v
+            else redact_value(v, _depth=_depth + 1)
+            for k, v in value.items()
+        }
+    if isinstance(value, (list, tuple)):
+        return type(value)(redact_value(v, _depth=_depth + 1) for v in value)
+    return value
+
+
+def contains_secret(value: Any, *, _depth: int = 0) -> bool:
+    """Whether any string in ``value`` (walking dicts, lists, tuples; keys too) holds a secret.
+
+    Check data *before* encoding it: escaping (JSON's ``\\"``) can hide a secret from the patterns.
+    """
+    if isinstance(value, str):
+        return redact(value) != value
+    if _depth > 20:
+        return False
+    if isinstance(value, Mapping):
+        return any(contains_secret(k, _depth=_depth + 1) or contains_secret(v, _depth=_depth + 1)
+                   for k, v in value.items())
+    if isinstance(value, (list, tuple)):
+        return any(contains_secret(v, _depth=_depth + 1) for v in value)
+    return False
 
 
 def mask(value: str | None) -> str:
@@ -48,3 +140,45 @@ def trim(text: str, limit: int = 300) -> str:
     if len(text) <= limit:
         return text
     return f"{text[:limit]}… [{len(text) - limit} more chars]"
+
+
+LOG_RECORD_ATTRS = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
+    "message", "asctime", "taskName",
+}
+
+
+#: Extra attribute marking a record whose extra fields are already redacted. The leading
+#: underscore keeps it out of python-json-logger's output.
+PRE_REDACTED = "_llmchain_redacted"
+
+
+class RedactingFilter(logging.Filter):
+    """A logging filter that redacts a record's message, arguments, exception and extras.
+
+    Attach it to a handler (``setup_json_logging`` does) so that every record the handler
+    writes, from llmchain or from user code, is masked. It renders the exception text itself
+    so the traceback is redacted too.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.args:
+            try:
+                record.msg = record.getMessage()
+            except Exception:  # a broken format string: keep what there is
+                record.msg = f"{record.msg} {record.args!r}"
+            record.args = None
+        if isinstance(record.msg, (str, dict)):
+            record.msg = redact_value(record.msg)
+        if record.exc_info:
+            record.exc_text = redact(logging.Formatter().formatException(record.exc_info))
+            record.exc_info = None
+        elif record.exc_text:
+            record.exc_text = redact(record.exc_text)
+        if record.stack_info:
+            record.stack_info = redact(record.stack_info)
+        if getattr(record, PRE_REDACTED, False):
+            return True  # the log stage redacted every field itself: skip the walk (~10 µs)
+        for name, value in list(vars(record).items()):
+            if name not in LOG_RECORD_ATTRS and isinstance(value, (str, dict, list, tuple)):
+                setattr(record, name, redact_value(value))
+        return True
