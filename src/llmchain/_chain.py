@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from pydantic import BaseModel
 
@@ -30,6 +30,9 @@ from ._structured import coerce_output, schema_for
 from ._types import Middleware, Transport
 from ._wrap import wrap_foreign
 from .plugins import Registry, get_registry
+
+if TYPE_CHECKING:
+    from ._streaming import ResponseStream, SyncResponseStream
 
 M = TypeVar("M", bound=BaseModel)
 Prompt = str | LLMRequest | Sequence[Message | Mapping[str, Any]]
@@ -180,13 +183,13 @@ class Chain:
         """Sync ``acomplete_json``."""
         return LOOP.run(self.acomplete_json(prompt, schema=schema, **params))
 
-    def astream(self, prompt: Prompt, **params: Any) -> AsyncIterator[str]:
+    def astream(self, prompt: Prompt, **params: Any) -> ResponseStream:
         """Stream the answer's text chunks; the final LLMResponse is on the iterator's ``.response``."""
         from ._streaming import astream
 
         return astream(self, self.build_request(prompt, **params))
 
-    def stream(self, prompt: Prompt, **params: Any) -> Iterator[str]:
+    def stream(self, prompt: Prompt, **params: Any) -> SyncResponseStream:
         """Sync ``astream``: yields text chunks as they arrive."""
         from ._streaming import stream
 

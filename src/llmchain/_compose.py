@@ -40,16 +40,16 @@ class TransportCall:
         try:
             response = await self._send(request, t0)
         except asyncio.CancelledError:
-            self._record(trace, request, number, started_wall, t0, "cancelled", None)
+            self.record_attempt(trace, request, number, started_wall, t0, "cancelled", None)
             raise
         except CallError as exc:
-            self._record(trace, request, number, started_wall, t0, _outcome(exc), exc)
+            self.record_attempt(trace, request, number, started_wall, t0, _outcome(exc), exc)
             raise
         except Exception as exc:
             wrapped = wrap_foreign(exc, self.transport.name)
-            self._record(trace, request, number, started_wall, t0, _outcome(wrapped), wrapped)
+            self.record_attempt(trace, request, number, started_wall, t0, _outcome(wrapped), wrapped)
             raise wrapped from exc
-        self._record(trace, request, number, started_wall, t0, "ok", None)
+        self.record_attempt(trace, request, number, started_wall, t0, "ok", None)
         return response
 
     async def _send(self, request: LLMRequest, t0: float) -> LLMResponse:
@@ -70,7 +70,7 @@ class TransportCall:
         """Which backend was asked: the transport, with the request's model when it names one."""
         return self.transport.name if request.model is None else f"{self.kind}:{request.model}"
 
-    def _record(
+    def record_attempt(
         self,
         trace: CallTrace | None,
         request: LLMRequest,
@@ -82,7 +82,7 @@ class TransportCall:
     ) -> None:
         if trace is None:
             return
-        attempt = Attempt.model_construct(
+        attempt = Attempt(
             number=number,
             started_at=started,
             duration_s=max(0.0, self.clock.now() - t0),

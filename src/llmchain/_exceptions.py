@@ -11,6 +11,7 @@
         ├── ProviderError             .status_code, .body (trimmed); 5xx retryable
         │   └── RateLimited           429 or local limiter; .retry_after
         ├── CircuitOpen               the breaker is failing fast
+        ├── CacheMiss                 only-if-cached was asked and nothing is cached
         ├── OutputError               the model answered but the answer is unusable
         │   ├── ParseError            .raw_text, .position
         │   └── OutputInvalid         .errors (from pydantic / JSON Schema)
@@ -23,11 +24,14 @@ chain's outer normaliser wraps anything that slipped through, so callers only ev
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 from ._models import Attempt
 from ._redact import redact, trim
+
+if TYPE_CHECKING:
+    from .policies.headers import RateLimitHints
 
 
 class LLMChainError(Exception):
@@ -146,10 +150,21 @@ class TimeoutExceeded(TransportError):
 
 
 class ProviderError(CallError):
-    """The provider answered with an error status (or a malformed body)."""
+    """The provider answered with an error status (or a malformed body).
+
+    ``headers`` keeps the provider's useful response headers (request id, retry and
+    rate-limit headers); ``rate_limit`` is those rate-limit headers parsed, when there were any.
+    """
 
     def __init__(
-        self, message: str, *, status_code: int | None = None, body: str | None = None, **kw: Any
+        self,
+        message: str,
+        *,
+        status_code: int | None = None,
+        body: str | None = None,
+        headers: Mapping[str, str] | None = None,
+        rate_limit: RateLimitHints | None = None,
+        **kw: Any,
     ) -> None:
         if "retryable" not in kw or kw["retryable"] is None:
             kw["retryable"] = status_code is not None and (
@@ -158,6 +173,8 @@ class ProviderError(CallError):
         super().__init__(message, **kw)
         self._status_code = status_code
         self.body = trim(redact(body), 500) if body else None
+        self.headers: dict[str, str] = dict(headers) if headers else {}
+        self.rate_limit = rate_limit
 
     @property
     def status_code(self) -> int | None:
@@ -188,6 +205,10 @@ class RateLimited(ProviderError):
 
 class CircuitOpen(CallError):
     """The circuit breaker is open: calls fail fast until a probe succeeds."""
+
+
+class CacheMiss(CallError):
+    """``metadata={"cache": "only-if-cached"}`` was asked and the answer is not in the cache."""
 
 
 class OutputError(CallError):

@@ -1,0 +1,205 @@
+"""HTTP client choice: which client can drive a fast loopback LLM server without capping it?
+
+Starts the llmchain fault server in its own process (``python -m llmchain._cli_serve``), then
+measures, in this one run and against that one server:
+
+* sequential cost per call: wall µs and CPU µs of this process (CPU time is steadier when the
+  machine is shared), with raw ``httpx.Client`` (sync) as the baseline;
+* throughput (req/s) at a given concurrency for each async client;
+* the same numbers for llmchain: the ``openai`` transport alone (on its default lean HTTP/1.1
+  engine, and on its aiohttp engine), and a ``Chain`` with no stages around it (``complete()``
+  sync and ``acomplete()`` async).
+
+Every measurement runs ``--rounds`` times, interleaved with the others, and the median is
+reported, so that a burst of load from elsewhere on the machine hits every client alike.
+
+Usage::
+
+    .venv/bin/python benchmarks/http_clients.py                         # defaults below
+    .venv/bin/python benchmarks/http_clients.py --sequential 3000 --requests 20000 --rounds 5
+
+Clients that are not installed (httpx2, httpx-aiohttp) are skipped. Never run as a test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from collections import defaultdict
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+BODY = json.dumps({"model": "bench", "messages": [{"role": "user", "content": "Say hi"}]}).encode()
+HEADERS = {"content-type": "application/json", "authorization": "Bearer sk-bench"}
+Call = Callable[[], Awaitable[Any]]
+
+
+def start_server() -> tuple[subprocess.Popen[str], str]:
+    proc = subprocess.Popen([sys.executable, "-m", "llmchain._cli_serve"],
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    assert proc.stdout is not None
+    return proc, proc.stdout.readline().split()[-1]  # the OpenAI-style base URL
+
+
+def server_cpu_s(pid: int) -> float:
+    """CPU seconds the server process has used so far (Linux /proc)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def per_call(fn: Callable[[], Any], n: int) -> tuple[float, float]:
+    """(wall µs, CPU µs) per call of a sync function, after a warm-up."""
+    for _ in range(min(100, n)):
+        fn()
+    t0, c0 = time.perf_counter(), time.process_time()
+    for _ in range(n):
+        fn()
+    return (time.perf_counter() - t0) / n * 1e6, (time.process_time() - c0) / n * 1e6
+
+
+async def aper_call(fn: Call, n: int) -> tuple[float, float]:
+    for _ in range(min(100, n)):
+        await fn()
+    t0, c0 = time.perf_counter(), time.process_time()
+    for _ in range(n):
+        await fn()
+    return (time.perf_counter() - t0) / n * 1e6, (time.process_time() - c0) / n * 1e6
+
+
+async def throughput(fn: Call, total: int, concurrency: int) -> float:
+    """req/s with ``concurrency`` workers sharing ``total`` requests."""
+    await asyncio.gather(*(fn() for _ in range(concurrency)))  # fill the pool first
+    left = total
+
+    async def worker() -> None:
+        nonlocal left
+        while left > 0:
+            left -= 1
+            await fn()
+
+    t0 = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return total / (time.perf_counter() - t0)
+
+
+async def async_clients(base_url: str) -> dict[str, tuple[Call, Callable[[], Awaitable[Any]]]]:
+    """name → (one call, close) for each installed async client, llmchain's included."""
+    import aiohttp
+    import httpx
+
+    from llmchain import Chain, LLMRequest, Message
+    from llmchain.transports.openai import OpenAITransport
+
+    url = base_url + "/chat/completions"
+    out: dict[str, tuple[Call, Callable[[], Awaitable[Any]]]] = {}
+    session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
+
+    async def aiohttp_call() -> Any:
+        async with session.post(url, data=BODY, headers=HEADERS) as r:
+            return json.loads(await r.read())
+    out["aiohttp"] = (aiohttp_call, session.close)
+
+    def httpx_like(client: Any) -> tuple[Call, Callable[[], Awaitable[Any]]]:
+        async def call() -> Any:
+            return json.loads((await client.post(url, content=BODY, headers=HEADERS)).content)
+        return call, client.aclose
+
+    limits = httpx.Limits(max_connections=200, max_keepalive_connections=200)
+    out["httpx (async)"] = httpx_like(httpx.AsyncClient(limits=limits))
+    try:
+        import httpx2
+        out["httpx2 (async)"] = httpx_like(httpx2.AsyncClient(
+            limits=httpx2.Limits(max_connections=200, max_keepalive_connections=200)))
+    except ImportError:
+        pass
+    try:
+        from httpx_aiohttp import AiohttpTransport
+        transport = AiohttpTransport(client=lambda: aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=0)))
+        out["httpx + AiohttpTransport"] = httpx_like(httpx.AsyncClient(transport=transport))
+    except ImportError:
+        pass
+    openai = OpenAITransport(OpenAITransport.Options(base_url=base_url, api_key_env="", model="bench"))
+    chain = Chain([], openai)
+    request = LLMRequest(messages=(Message(role="user", content="Say hi"),))
+    out["llmchain OpenAITransport.send"] = (lambda: openai.send(request), openai.aclose)
+    via_aiohttp = OpenAITransport(OpenAITransport.Options(
+        base_url=base_url, api_key_env="", model="bench", http_client="aiohttp"))
+    out["llmchain OpenAITransport.send, aiohttp engine"] = (
+        lambda: via_aiohttp.send(request), via_aiohttp.aclose)
+    out["llmchain Chain.acomplete (no stages)"] = (lambda: chain.acomplete("Say hi"), chain.aclose)
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sequential", type=int, default=1000, help="calls per sequential run")
+    parser.add_argument("--requests", type=int, default=5000, help="requests per throughput run")
+    parser.add_argument("--concurrency", type=int, default=100)
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved repetitions (median)")
+    args = parser.parse_args()
+    import httpx
+
+    from llmchain import Chain
+
+    proc, base_url = start_server()
+    seq: dict[str, list[tuple[float, float]]] = defaultdict(list)
+    rps: dict[str, list[float]] = defaultdict(list)
+    server_cpu: list[float] = []
+    try:
+        sync_client = httpx.Client()
+        chain = Chain([], {"use": "openai", "base_url": base_url, "api_key_env": "", "model": "bench"})
+        url = base_url + "/chat/completions"
+
+        def httpx_sync() -> Any:
+            return json.loads(sync_client.post(url, content=BODY, headers=HEADERS).content)
+
+        async def one_round() -> None:
+            clients = await async_clients(base_url)
+            for name, (call, close) in clients.items():
+                seq[name].append(await aper_call(call, args.sequential))
+                cpu0 = server_cpu_s(proc.pid)
+                rps[name].append(await throughput(call, args.requests, args.concurrency))
+                server_cpu.append((server_cpu_s(proc.pid) - cpu0) / args.requests * 1e6)
+                await close()
+
+        for _ in range(args.rounds):
+            seq["httpx.Client (sync): baseline"].append(per_call(httpx_sync, args.sequential))
+            seq["llmchain Chain.complete (sync, no stages)"].append(
+                per_call(lambda: chain.complete("Say hi"), args.sequential))
+            asyncio.run(one_round())
+        chain.close()
+        sync_client.close()
+    finally:
+        proc.terminate()
+        proc.wait()
+    report(seq, rps, args)
+    print(f"\nfault server CPU per request under load: median {statistics.median(server_cpu):.0f} µs, "
+          f"best {min(server_cpu):.0f} µs (so one server core serves ~{1e6 / min(server_cpu):,.0f} req/s)")
+
+
+def report(seq: dict[str, list[tuple[float, float]]], rps: dict[str, list[float]],
+           args: argparse.Namespace) -> None:
+    base_wall, base_cpu = (statistics.median(x) for x in zip(*seq["httpx.Client (sync): baseline"],
+                                                            strict=True))
+    print(f"\nserver: llmchain fault server in its own process; medians of {args.rounds} interleaved "
+          f"rounds; {args.sequential} sequential calls and {args.requests} requests at "
+          f"concurrency {args.concurrency} per round\n")
+    print(f"| client | wall µs/call | ratio | CPU µs/call | ratio | req/s at c={args.concurrency} |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for name, runs in seq.items():
+        wall, cpu = (statistics.median(x) for x in zip(*runs, strict=True))
+        through = f"{statistics.median(rps[name]):,.0f}" if rps.get(name) else "n/a"
+        print(f"| {name} | {wall:.0f} | {wall / base_wall:.2f} | {cpu:.0f} | {cpu / base_cpu:.2f} "
+              f"| {through} |")
+
+
+if __name__ == "__main__":
+    main()

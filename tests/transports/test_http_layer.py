@@ -1,0 +1,218 @@
+"""The shared HTTP layer: one session per event loop, closing, pool limits, connect failures,
+cancellation and deadlines, and secrets kept out of reprs and errors."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from llmchain import Chain, LLMResponse, ProviderError, TimeoutExceeded, TransportError
+from llmchain.plugins import get_registry
+from llmchain.testing.fault_server import Fault, FaultServer
+from llmchain.transports.anthropic import AnthropicTransport
+from llmchain.transports.openai import OpenAITransport
+
+from .helpers import (
+    ENGINE,
+    ask,
+    engine,  # noqa: F401 - a fixture, used through pytestmark
+    make,
+    send,
+)
+
+pytest_plugins = ["llmchain.testing.fixtures"]
+pytestmark = pytest.mark.usefixtures("engine")
+
+
+@pytest.fixture
+def other_loop() -> Iterator[asyncio.AbstractEventLoop]:
+    """An event loop running on another thread, as a second async caller would have."""
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    yield loop
+    loop.call_soon_threadsafe(loop.stop)
+    thread.join(5)
+    loop.close()
+
+
+def test_both_transports_are_registered() -> None:
+    transports = get_registry().transports
+    assert transports["openai"].factory is OpenAITransport
+    assert transports["anthropic"].factory is AnthropicTransport
+    assert transports["openai"].plugin == "llmchain.transports.openai"
+
+
+def test_name_and_identity_hold_no_secret(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-identity-secret-999")
+    t = OpenAITransport()
+    assert t.name == "openai:gpt-4o-mini"
+    assert t.identity() == {"kind": "openai", "base_url": "https://api.openai.com/v1", "model": "gpt-4o-mini"}
+    assert "sk-identity" not in repr(t) + repr(t.identity()) + repr(t.options)
+    assert "api_key=[REDACTED]" in repr(t)
+    assert "api_key=<none>" in repr(make("openai", FaultServer()))
+
+
+def test_one_session_per_loop_and_aclose_closes_all(fault_server: FaultServer,
+                                                    other_loop: asyncio.AbstractEventLoop) -> None:
+    t = make("openai", fault_server)
+
+    async def main() -> None:
+        assert isinstance(await t.send(ask()), LLMResponse)
+        mine = t._pool.get()
+        assert t._pool.get() is mine  # reused, not one per call
+        other = asyncio.run_coroutine_threadsafe(_send_and_session(t), other_loop).result(5)
+        assert other is not mine and len(t._pool) == 2
+        await t.aclose()
+        assert mine.closed and other.closed and len(t._pool) == 0
+        assert isinstance(await t.send(ask()), LLMResponse)  # a later call opens a new session
+        await t.aclose()
+
+    asyncio.run(main())
+
+
+async def _send_and_session(t: OpenAITransport | AnthropicTransport) -> object:
+    await t.send(ask())
+    return t._pool.get()
+
+
+async def _send_and_session_and_close(t: OpenAITransport | AnthropicTransport) -> None:
+    await t.send(ask())
+    assert len(t._pool) == 1
+    await t.aclose()
+
+
+def test_sessions_of_closed_loops_are_dropped(fault_server: FaultServer) -> None:
+    t = make("anthropic", fault_server)
+    loop = asyncio.new_event_loop()
+    pool: Any = loop.run_until_complete(_send_and_session(t))
+    loop.run_until_complete(pool.close())  # its connections, not the map entry
+    loop.close()
+    assert len(t._pool) == 1
+    asyncio.run(_send_and_session_and_close(t))  # the entry of the closed loop goes
+    assert len(t._pool) == 0
+
+
+def test_sync_chain_and_async_callers_share_a_transport(fault_server: FaultServer) -> None:
+    t = make("openai", fault_server)
+    chain = Chain([], t)
+    assert chain.complete("sync").text == "sync"
+    results: list[str] = []
+    worker = threading.Thread(target=lambda: results.append(chain.complete("from a thread").text))
+    worker.start()
+    worker.join(5)
+    assert results == ["from a thread"]
+    assert len(t._pool) == 2  # the main thread's loop and llmchain's loop thread
+
+    async def in_another_loop() -> str:
+        text = (await chain.acomplete("async")).text
+        await chain.aclose()  # here directly, on the loop thread, and later on the idle main loop
+        return text
+
+    assert asyncio.run(in_another_loop()) == "async"
+    assert len(t._pool) == 0
+    assert chain.complete("again").text == "again"
+    chain.close()
+
+
+def test_pool_limit_bounds_connections(make_fault_server: object) -> None:
+    server: FaultServer = make_fault_server()  # type: ignore[operator]
+    t = make("openai", server, max_connections=4)
+
+    async def main() -> list[object]:
+        try:
+            return list(await asyncio.gather(*(t.send(ask(f"n{i}")) for i in range(60))))
+        finally:
+            await t.aclose()
+
+    results = asyncio.run(main())
+    assert all(isinstance(r, LLMResponse) for r in results)
+    assert server.request_count == 60
+    assert len({r.headers["x-request-id"] for r in results}) == 60  # type: ignore[attr-defined]
+    assert len(server._conns) <= 4
+
+
+def test_connection_refused_is_a_transport_error() -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    t = OpenAITransport(OpenAITransport.Options(base_url=f"http://127.0.0.1:{port}/v1", api_key_env="",
+                                                **ENGINE))  # type: ignore[arg-type]
+    err = send(t)
+    assert type(err) is TransportError and err.retryable
+    assert "cannot connect" in err.message and err.hint is not None and "reachable" in err.hint
+
+
+def test_cancel_while_waiting_releases_the_request(fault_server: FaultServer) -> None:
+    fault_server.set_plan([Fault("hang_before_headers", hang_s=10)])
+    t = make("openai", fault_server)
+
+    async def main() -> float:
+        task = asyncio.create_task(t.send(ask()))
+        await asyncio.sleep(0.1)
+        t0 = time.monotonic()
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        elapsed = time.monotonic() - t0
+        assert isinstance(await t.send(ask()), LLMResponse)  # the pool still works
+        await t.aclose()
+        return elapsed
+
+    assert asyncio.run(main()) < 0.1
+
+
+@pytest.mark.parametrize("fault", [Fault("hang_before_headers", hang_s=5), Fault("hang_after_headers", hang_s=5),
+                                   Fault("trickle", trickle_bytes=4, trickle_interval_s=0.05)])
+def test_chain_deadline_bounds_hangs_and_trickles(fault_server: FaultServer, fault: Fault) -> None:
+    fault_server.set_plan([fault])
+    chain = Chain([], make("openai", fault_server), timeout_s=0.3)
+    t0 = time.monotonic()
+    with pytest.raises(TimeoutExceeded) as info:
+        chain.complete("hello")
+    assert time.monotonic() - t0 < 0.3 + 0.1
+    assert info.value.phase == "deadline"
+    assert [a.outcome for a in info.value.attempts] == ["timeout"]
+    chain.close()
+
+
+def test_secrets_are_masked_in_errors(fault_server: FaultServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    secret = "tok-0123456789-very-secret"
+    monkeypatch.setenv("MY_LLM_KEY", secret)
+    monkeypatch.setenv("MY_GATEWAY_KEY", "gw-secret-abcdef-42")
+    t = OpenAITransport(OpenAITransport.Options(base_url=fault_server.base_url, api_key_env="MY_LLM_KEY",
+                                                headers_env={"x-gateway-key": "MY_GATEWAY_KEY"},
+                                                headers={"x-team": "search"}, **ENGINE))  # type: ignore[arg-type]
+    fault_server.set_plan([Fault("status", status=401, message=f"bad key {secret} for gw-secret-abcdef-42")])
+    err = send(t)
+    assert isinstance(err, ProviderError) and err.status_code == 401
+    text = err.explain() + repr(err) + str(err.body)
+    assert secret not in text and "gw-secret" not in text and "[REDACTED]" in text
+    assert err.hint is not None and "MY_LLM_KEY" in err.hint
+    seen = fault_server.requests[-1].headers
+    assert seen["authorization"] == f"Bearer {secret}"
+    assert (seen["x-gateway-key"], seen["x-team"]) == ("gw-secret-abcdef-42", "search")
+    assert seen["user-agent"].startswith("llmchain")
+
+
+def test_an_empty_key_env_sends_no_auth_header(fault_server: FaultServer) -> None:
+    assert isinstance(send(make("openai", fault_server)), LLMResponse)
+    assert "authorization" not in fault_server.requests[-1].headers
+    fault_server.set_plan(["401"])
+    err = send(make("openai", fault_server))
+    assert isinstance(err, ProviderError) and err.hint is not None and "set api_key_env" in err.hint
+
+
+def test_the_request_id_is_the_idempotency_key(fault_server: FaultServer) -> None:
+    request = ask()
+    assert isinstance(send(make("openai", fault_server), request), LLMResponse)
+    assert isinstance(send(make("anthropic", fault_server, idempotency_header=""), request), LLMResponse)
+    first, second = fault_server.requests
+    assert first.headers["idempotency-key"] == request.request_id
+    assert "idempotency-key" not in second.headers
