@@ -1,4 +1,5 @@
-"""Shared fixtures for the core tests."""
+"""Shared fixtures for the core tests (fake_clock, scripted_next, chain_factory and fault_server
+come from llmchain's own pytest plugin)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,6 @@ from collections.abc import Iterator
 import pytest
 
 import llmchain.plugins
-from llmchain.testing import FakeClock
 from tests.core import stages as test_stages
 
 
@@ -18,8 +18,3 @@ def test_plugin() -> Iterator[None]:
     test_stages.TRACE.events.clear()
     yield
     llmchain.plugins.unregister(name="tests.core.stages")
-
-
-@pytest.fixture
-def fake_clock() -> FakeClock:
-    return FakeClock()

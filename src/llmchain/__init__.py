@@ -12,6 +12,7 @@ from ._clock import REAL_CLOCK, Clock, RealClock, clip_wait, fits_in_deadline, t
 from ._config import ChainConfig, StageSpec, TransportSpec, load_config
 from ._events import Event, Observer, emit
 from ._exceptions import (
+    CacheMiss,
     CallError,
     CircuitOpen,
     ConfigError,
@@ -27,6 +28,7 @@ from ._exceptions import (
     TransportError,
 )
 from ._models import Attempt, CacheInfo, LLMRequest, LLMResponse, Message, Usage
+from ._redact import register_pattern, register_secret
 from ._order import OrderWarning
 from ._types import Middleware, Next, Transport
 from .hookspecs import hookimpl
@@ -36,6 +38,7 @@ __version__ = "0.1.0"
 __all__ = [
     "Attempt",
     "CacheInfo",
+    "CacheMiss",
     "CallError",
     "Chain",
     "ChainConfig",
@@ -72,5 +75,7 @@ __all__ = [
     "fits_in_deadline",
     "hookimpl",
     "load_config",
+    "register_pattern",
+    "register_secret",
     "time_left",
 ]

@@ -1,0 +1,118 @@
+"""The ``redact`` stage: PII never leaves in a prompt; the answer gets it back.
+
+Outgoing message text is scanned; each distinct email, phone number, card number or custom
+match becomes a placeholder such as ``<EMAIL_1>`` (the same value gets the same placeholder
+throughout the call). When the answer repeats a placeholder, ``restore`` puts the original back
+in ``response.text`` (and in ``response.parsed``). ``response.notes["redacted"]`` counts what was
+masked per label, never the values. A request with nothing to mask passes through untouched.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from llmchain import REAL_CLOCK, Clock, LLMRequest, LLMResponse, Next
+
+from ._detect import BUILTIN_LABELS, LABEL, Detector, Redaction, build_detectors
+
+Role = Literal["system", "user", "assistant", "tool"]
+
+
+class RedactMiddleware:
+    """Mask PII in outgoing messages; optionally restore the placeholders in the answer."""
+
+    class Options(BaseModel):
+        model_config = ConfigDict(frozen=True, extra="forbid")
+
+        emails: bool = Field(True, description="Mask email addresses.")
+        phones: bool = Field(
+            True,
+            description="Mask phone numbers: +<country code> forms, (555) 123-4567, 555-123-4567, "
+            "and national forms starting with 0 (020 7946 0958).",
+        )
+        cards: bool = Field(True, description="Mask card numbers: 13-19 digits passing the Luhn check.")
+        patterns: dict[str, str] = Field(
+            default_factory=dict,
+            description="Your own patterns, LABEL = regex (e.g. TICKET = 'TCK-\\d{4}'); they take "
+            "precedence over the built-in detectors.",
+        )
+        roles: tuple[Role, ...] = Field(
+            ("system", "user", "assistant", "tool"), description="Messages of these roles are scanned."
+        )
+        restore: bool = Field(
+            True, description="Put the original values back where the answer repeats a placeholder."
+        )
+        placeholder: str = Field(
+            "<{label}_{n}>", description="Placeholder template; must contain {label} and {n}."
+        )
+
+        @field_validator("patterns")
+        @classmethod
+        def _valid_patterns(cls, patterns: dict[str, str]) -> dict[str, str]:
+            for label, regex in patterns.items():
+                if not LABEL.fullmatch(label) or label in BUILTIN_LABELS:
+                    raise ValueError(
+                        f"label {label!r} must be UPPER_SNAKE_CASE and not one of {list(BUILTIN_LABELS)}"
+                    )
+                try:
+                    compiled = re.compile(regex)
+                except re.error as exc:
+                    raise ValueError(f"pattern for {label} is not a valid regex: {exc}") from None
+                if compiled.fullmatch(""):
+                    raise ValueError(f"pattern for {label} matches the empty string")
+            return patterns
+
+        @field_validator("placeholder")
+        @classmethod
+        def _valid_placeholder(cls, template: str) -> str:
+            if "{label}" not in template or "{n}" not in template:
+                raise ValueError("placeholder must contain {label} and {n}, e.g. '<{label}_{n}>'")
+            try:
+                template.format(label="X", n=1)
+            except (KeyError, IndexError, ValueError) as exc:
+                raise ValueError(f"placeholder {template!r} is not a valid template: {exc}") from None
+            return template
+
+    def __init__(self, options: Options | None = None, *, clock: Clock = REAL_CLOCK) -> None:
+        self.options = options or self.Options()
+        self._clock = clock  # unused: redacting never waits; kept for the factory contract
+        # compiled once: shared, immutable; everything per call lives in a Redaction
+        self._detectors: tuple[Detector, ...] = build_detectors(
+            emails=self.options.emails,
+            phones=self.options.phones,
+            cards=self.options.cards,
+            patterns=self.options.patterns,
+        )
+
+    def redact(self, request: LLMRequest) -> tuple[LLMRequest, Redaction]:
+        """The request with PII masked (the same object when there is none), and the mapping."""
+        roles = self.options.roles
+        redaction = Redaction(self.options.placeholder, "\n".join(m.content for m in request.messages))
+        messages = tuple(
+            m.model_copy(update={"content": redaction.mask(m.content, self._detectors)})
+            if m.role in roles
+            else m
+            for m in request.messages
+        )
+        if not redaction:
+            return request, redaction
+        return request.model_copy(update={"messages": messages}), redaction
+
+    async def handle(self, request: LLMRequest, call_next: Next) -> LLMResponse:
+        masked, redaction = self.redact(request)
+        if not redaction:
+            return await call_next(request)
+        response = await call_next(masked)
+        update: dict[str, Any] = {"notes": {**response.notes, "redacted": redaction.counts()}}
+        if self.options.restore:
+            update["text"] = redaction.restore(response.text)
+            if response.parsed is not None:
+                update["parsed"] = redaction.restore_value(response.parsed)
+        return response.model_copy(update=update)
+
+    def __repr__(self) -> str:
+        labels = [d.label for d in self._detectors]
+        return f"RedactMiddleware(labels={labels}, restore={self.options.restore})"
