@@ -24,10 +24,18 @@ from ._exceptions import PluginError
 #: Modules that make up llmchain's own plugin; listed in the order they register.
 BUILTIN_PLUGINS: tuple[str, ...] = (
     "llmchain.transports.mock",
-    # transports (issue 3)
-    # resilience stages (issue 4)
-    # structured output stages (issue 5)
-    # cache and log stages (issue 6)
+    "llmchain.transports.openai",
+    "llmchain.transports.anthropic",
+    "llmchain.middleware.timeout",
+    "llmchain.middleware.retry",
+    "llmchain.middleware.rate_limit",
+    "llmchain.middleware.circuit_breaker",
+    "llmchain.middleware.fallback",
+    "llmchain.middleware.repair",
+    "llmchain.middleware.validate",
+    "llmchain.middleware.parse",
+    "llmchain.middleware.cache",
+    "llmchain.middleware.log",
 )
 
 ENTRY_POINT_GROUP = "llmchain"
