@@ -28,8 +28,8 @@ from ._exceptions import (
     TransportError,
 )
 from ._models import Attempt, CacheInfo, LLMRequest, LLMResponse, Message, Usage
-from ._redact import register_pattern, register_secret
 from ._order import OrderWarning
+from ._redact import register_pattern, register_secret
 from ._types import Middleware, Next, Transport
 from .hookspecs import hookimpl
 
