@@ -8,7 +8,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
 from ._clock import REAL_CLOCK, Clock
 from ._compose import TransportCall, compose
@@ -147,16 +147,16 @@ class Chain:
         if "deadline" not in params:
             params.update(self._deadline(params.get("timeout_s")))
         system = params.pop("system", None)
-        if isinstance(prompt, str):
-            messages: list[Any] = [Message(role="user", content=prompt)]
-        else:
-            messages = [m if isinstance(m, Message) else Message.model_validate(m) for m in prompt]
-        if system is not None:
-            messages.insert(0, Message(role="system", content=system))
         try:
+            if isinstance(prompt, str):
+                messages: list[Any] = [Message(role="user", content=prompt)]
+            else:
+                messages = [m if isinstance(m, Message) else Message.model_validate(m) for m in prompt]
+            if system is not None:
+                messages.insert(0, Message(role="system", content=system))
             return LLMRequest(messages=tuple(messages), **params)
-        except Exception as exc:  # pydantic ValidationError: a caller mistake, said plainly
-            raise ConfigError(f"invalid request parameters: {exc}") from None
+        except ValidationError as exc:  # a caller mistake, said plainly
+            raise ConfigError(f"invalid request: {exc}") from None
 
     def _deadline(self, timeout_s: float | None) -> dict[str, float]:
         timeout = timeout_s or self.timeout_s
@@ -233,7 +233,7 @@ class Chain:
             self._end(trace, start, exc)  # observers must see every call end (spans, gauges)
             raise
         except Exception as exc:
-            wrapped = wrap_foreign(exc).with_context(
+            wrapped = wrap_foreign(exc, in_transport=False).with_context(
                 request_id=request.request_id, attempts=trace.attempts, summary=request.summary()
             )
             self._end(trace, start, wrapped)
@@ -353,6 +353,8 @@ def _build_stage(
             if options is not None
             else registered.factory(clock=clock)
         )
+    except ConfigError as exc:  # say where, like every other config error
+        raise ConfigError(f"{where}: {exc}") from exc.__cause__
     except LLMChainError:
         raise
     except Exception as exc:
@@ -386,6 +388,8 @@ def _build_transport(
     options = build_options(registered, transport.options, where)
     try:
         built: Transport = registered.factory(options, clock=clock)
+    except ConfigError as exc:
+        raise ConfigError(f"{where}: {exc}") from exc.__cause__
     except LLMChainError:
         raise
     except Exception as exc:

@@ -18,8 +18,13 @@ def _is_timeout(exc: BaseException) -> bool:
     return isinstance(exc, (TimeoutError, asyncio.TimeoutError)) or "Timeout" in type(exc).__name__
 
 
-def wrap_foreign(exc: BaseException, where: str = "") -> CallError:
-    """The typed CallError that stands for ``exc`` (set ``__cause__`` when raising it)."""
+def wrap_foreign(exc: BaseException, where: str = "", *, in_transport: bool = True) -> CallError:
+    """The typed CallError that stands for ``exc`` (set ``__cause__`` when raising it).
+
+    ``in_transport``: the error came from turning a provider's answer into a response, so a
+    ValueError/KeyError means the answer had an unexpected shape; elsewhere it is a bug in a
+    stage and is reported as such.
+    """
     if isinstance(exc, CallError):
         return exc
     prefix = f"{where}: " if where else ""
@@ -33,6 +38,11 @@ def wrap_foreign(exc: BaseException, where: str = "") -> CallError:
         return TransportError(
             f"{prefix}connection failed ({text})",
             hint="check that the server at base_url is reachable",
+        )
+    if not in_transport:
+        return CallError(
+            f"{prefix}unexpected error in a stage ({text})",
+            hint="a bug in a stage or plugin: the traceback is in __cause__",
         )
     if family in ("pydantic", "pydantic_core", "json") or isinstance(exc, (ValueError, KeyError, TypeError)):
         return ProviderError(f"{prefix}unexpected response shape ({text})", retryable=False)

@@ -152,7 +152,7 @@ class RetryMiddleware:
             errors=errors,
             attempts=current_attempts(),
             retry_after=last.retry_after,
-            hint=last.hint or "see each try's error below; the provider may be down or overloaded",
+            hint=f"retries are exhausted; see each try's error below. {last.hint or ''}".strip(),
         )
         gave_up.__cause__ = last
         return gave_up

@@ -62,7 +62,8 @@ def hint_for(status: int, *, key_env: str, base_url: str, model: str) -> str | N
         return ("the provider is rate limiting: lower concurrency or add a rate_limit stage; "
                 "the retry stage waits what retry-after asks")
     if status >= 500 or status in (408, 409):
-        return "a transient provider failure: a retry stage handles it"
+        return ("a transient provider failure: usually passes; if it persists, the provider is "
+                "degraded (check its status page) or add a fallback stage")
     return None
 
 
