@@ -81,7 +81,7 @@ class MockTransport:
         default: str = Field("echo", description='Answer once replies run out; "echo" repeats the prompt.')
         cycle: bool = Field(False, description="Start the replies over instead of using default.")
         latency_s: float = Field(0.0, ge=0, description="Delay added to every call.")
-        model: str = "mock-1"
+        model: str = Field("mock-1", description="Model name reported when the request names none.")
 
     def __init__(
         self,
