@@ -24,6 +24,7 @@ from ._exceptions import (
     PluginError,
     ProviderError,
     RateLimited,
+    StoreUnavailable,
     TimeoutExceeded,
     TransportError,
 )
@@ -64,6 +65,7 @@ __all__ = [
     "RateLimited",
     "RealClock",
     "StageSpec",
+    "StoreUnavailable",
     "TimeoutExceeded",
     "Transport",
     "TransportError",

@@ -12,6 +12,7 @@
         │   └── RateLimited           429 or local limiter; .retry_after
         ├── CircuitOpen               the breaker is failing fast
         ├── CacheMiss                 only-if-cached was asked and nothing is cached
+        ├── StoreUnavailable          a shared store (Redis) is down and on_unavailable="fail"
         ├── OutputError               the model answered but the answer is unusable
         │   ├── ParseError            .raw_text, .position
         │   └── OutputInvalid         .errors (from pydantic / JSON Schema)
@@ -209,6 +210,16 @@ class CircuitOpen(CallError):
 
 class CacheMiss(CallError):
     """``metadata={"cache": "only-if-cached"}`` was asked and the answer is not in the cache."""
+
+
+class StoreUnavailable(CallError):
+    """A shared store (Redis) could not be used and its policy is ``on_unavailable = "fail"``.
+
+    Retryable: an outage may be a blip; ``retry_after`` is the store's cool-down. It says nothing
+    about the provider's health (the circuit breaker ignores it).
+    """
+
+    retryable = True
 
 
 class OutputError(CallError):

@@ -34,6 +34,7 @@ from .._models import CacheInfo, LLMRequest, LLMResponse
 from .._redact import contains_secret, redact, trim
 from .._types import Next
 from ..hookspecs import hookimpl
+from ..stores._shared import DistributedFlight, store_address
 from ..stores.cache_base import CacheEntry, CacheStore, StoreSettings, open_cache_store
 from ._cache_key import cache_key, decode_entry, encode_document, entry_document
 from ._singleflight import Flight, LeaderAbandoned, SingleFlight
@@ -58,7 +59,12 @@ class CacheMiddleware:
 
         store: str = Field("memory", description='Backend: "memory", "sqlite" (or "redis").')
         path: str = Field("llmchain-cache.sqlite3", description="SQLite file, for store = sqlite.")
-        url: str | None = Field(None, description="Server URL, for store = redis.")
+        url: str | None = Field(None, description="Server URL, for store = redis (no password: use url_env).")
+        url_env: str | None = Field(
+            None, description="Environment variable holding the server URL; None: REDIS_URL.")
+        on_unavailable: Literal["local", "fail"] = Field(
+            "local", description='Redis down: "local" serves from an in-process cache meanwhile, "fail" '
+            "goes uncached.")
         ttl_s: float | None = Field(86400.0, gt=0, description="Time to live of an entry; None: no expiry.")
         max_entries: int = Field(10_000, ge=1, description="Entries kept before evicting.")
         max_bytes: int | None = Field(
@@ -80,12 +86,17 @@ class CacheMiddleware:
         self._clock = clock
         self._owns_store = store is None
         self.store: CacheStore = store if store is not None else open_cache_store(
-            StoreSettings(kind=options.store, path=options.path, url=options.url,
+            StoreSettings(kind=options.store, path=options.path, url=store_address(
+                              options.store, options.url, options.url_env, names=("url", "url_env"),
+                              on_unavailable=options.on_unavailable,
+                              op_timeout_s=options.store_timeout_s / 2),  # its own timeout comes first
                           max_entries=options.max_entries, max_bytes=options.max_bytes,
                           default_ttl_s=options.ttl_s),
             clock,
         )
         self.flights: SingleFlight[Shared] = SingleFlight()
+        remote = getattr(self.store, "single_flight", None)  # a shared store coalesces across processes
+        self._remote = remote if options.single_flight and isinstance(remote, DistributedFlight) else None
         self._store_ok = True
 
     # -- the stage --------------------------------------------------------------------------------
@@ -131,9 +142,12 @@ class CacheMiddleware:
 
     async def _lead(self, key: str, flight: Flight[Shared], request: LLMRequest, call_next: Next,
                     status: Literal["miss", "refresh"]) -> LLMResponse:
+        lease = None
         try:
             if status == "miss":  # another flight may have stored it since our lookup
                 entry = await self._get(key, request)
+                if entry is None and self._remote is not None:  # or is making it in another process
+                    entry, lease = await self._remote.claim(key, request, self._clock)
                 hit = self._hit(entry, key, request) if entry is not None else None
                 if hit is not None and entry is not None:
                     self.flights.resolve(flight, (hit, entry.value))
@@ -149,6 +163,8 @@ class CacheMiddleware:
             return response.model_copy(update={"cache": CacheInfo(status=status, key=key)})
         finally:
             self.flights.leave(key, flight)
+            if lease is not None and self._remote is not None:
+                await self._remote.release(lease)
 
     def _shareable(self, exc: BaseException, request: LLMRequest) -> bool:
         """Whether waiters should get the leader's error (not if it was the leader's own end)."""

@@ -29,12 +29,14 @@ from .._exceptions import (
     GaveUp,
     ProviderError,
     RateLimited,
+    StoreUnavailable,
     TransportError,
 )
 from .._models import LLMRequest, LLMResponse
 from .._types import Next
 from ..hookspecs import hookimpl
 from ..policies.breaker import BreakerConfig, Permit
+from ..stores._shared import store_address, store_deadline
 from ..stores.base import BreakerStore, open_breaker_store
 from ..stores.memory import MemoryBreakerStore
 
@@ -43,7 +45,7 @@ def counts_as_failure(error: CallError) -> bool | None:
     """True: the backend looks unhealthy; False: it answered; None: says nothing."""
     if isinstance(error, GaveUp) and error.errors:
         error = error.errors[-1]
-    if isinstance(error, (RateLimited, CircuitOpen)):
+    if isinstance(error, (RateLimited, CircuitOpen, StoreUnavailable)):
         return None
     if isinstance(error, TransportError):
         return True
@@ -71,7 +73,10 @@ class CircuitBreakerMiddleware:
         key: Literal["model", "global"] = Field("model", description="One breaker per model, or one for all calls through this stage.")  # noqa: E501
         store: str = Field("memory", description='Where the state lives: "memory" or a shared store such as "redis".')  # noqa: E501
         share: str | None = Field(None, description="Name of state shared by every stage using the same name; None: private.")  # noqa: E501
-        store_url: str | None = Field(None, description="Address of a shared store (e.g. redis://...).")
+        store_url: str | None = Field(None, description="Address of a shared store (e.g. redis://...), without a password.")  # noqa: E501
+        store_url_env: str | None = Field(None, description="Environment variable holding the shared store's address; None: REDIS_URL.")  # noqa: E501
+        on_unavailable: Literal["local", "fail"] = Field("local", description='When the shared store is down, slow or answers garbage: "local" carries on with in-process state, "fail" raises StoreUnavailable.')  # noqa: E501
+        store_timeout_s: float = Field(0.25, gt=0, description="Longest wait for one shared-store operation (the call's deadline bounds it too).")  # noqa: E501
 
         @model_validator(mode="after")
         def _window_fits(self) -> CircuitBreakerMiddleware.Options:
@@ -89,12 +94,20 @@ class CircuitBreakerMiddleware:
     ) -> None:
         self.options = o = options or self.Options()
         self._clock = clock
-        self.store = store or open_breaker_store(o.store, share=o.share, url=o.store_url)
+        self.store = store or open_breaker_store(o.store, share=o.share, url=store_address(
+            o.store, o.store_url, o.store_url_env, on_unavailable=o.on_unavailable,
+            op_timeout_s=o.store_timeout_s))
         self._memory = self.store if isinstance(self.store, MemoryBreakerStore) else None
         self.config = BreakerConfig(o.failure_rate, o.min_calls, o.window_calls, o.window_s, o.open_s)
         self._per_model = o.key == "model"
 
     async def handle(self, request: LLMRequest, call_next: Next) -> LLMResponse:
+        if self._memory is None:  # a shared store's I/O must end within the call's deadline
+            with store_deadline(request, self._clock):
+                return await self._handle(request, call_next)
+        return await self._handle(request, call_next)
+
+    async def _handle(self, request: LLMRequest, call_next: Next) -> LLMResponse:
         key = (request.model or "default") if self._per_model else "*"
         clock, memory, config = self._clock, self._memory, self.config
         if memory is not None:

@@ -27,6 +27,7 @@ from .._types import Next
 from ..hookspecs import hookimpl
 from ..policies.admission import RateLimits, Reservation
 from ..policies.headers import rate_limit_hints
+from ..stores._shared import store_address, store_deadline
 from ..stores.base import RateLimitStore, open_rate_limit_store
 from ..stores.memory import MemoryRateLimitStore
 
@@ -75,7 +76,10 @@ class RateLimitMiddleware:
         adapt: bool = Field(True, description="Follow the provider's 429s and rate-limit headers.")
         store: str = Field("memory", description='Where the state lives: "memory" (this process) or a shared store such as "redis".')  # noqa: E501
         share: str | None = Field(None, description="Name of state shared by every stage using the same name (several chains, one API key); None: private to this stage.")  # noqa: E501
-        store_url: str | None = Field(None, description="Address of a shared store (e.g. redis://...).")
+        store_url: str | None = Field(None, description="Address of a shared store (e.g. redis://...), without a password.")  # noqa: E501
+        store_url_env: str | None = Field(None, description="Environment variable holding the shared store's address; None: REDIS_URL.")  # noqa: E501
+        on_unavailable: Literal["local", "fail"] = Field("local", description='When the shared store is down, slow or answers garbage: "local" carries on with in-process state, "fail" raises StoreUnavailable.')  # noqa: E501
+        store_timeout_s: float = Field(0.25, gt=0, description="Longest wait for one shared-store operation (the call's deadline bounds it too).")  # noqa: E501
 
     def __init__(
         self,
@@ -86,7 +90,9 @@ class RateLimitMiddleware:
     ) -> None:
         self.options = o = options or self.Options()
         self._clock = clock
-        self.store = store or open_rate_limit_store(o.store, share=o.share, url=o.store_url)
+        self.store = store or open_rate_limit_store(o.store, share=o.share, url=store_address(
+            o.store, o.store_url, o.store_url_env, on_unavailable=o.on_unavailable,
+            op_timeout_s=o.store_timeout_s))
         self._memory = self.store if isinstance(self.store, MemoryRateLimitStore) else None
         self._limits = RateLimits(o.rpm, o.tpm, o.period_s)
         self._effective: dict[str, RateLimits] = {}  # per key, lowered by provider headers
@@ -101,6 +107,12 @@ class RateLimitMiddleware:
         return self._effective.get(key, self._limits)
 
     async def handle(self, request: LLMRequest, call_next: Next) -> LLMResponse:
+        if self._memory is None:  # a shared store's I/O must end within the call's deadline
+            with store_deadline(request, self._clock):
+                return await self._handle(request, call_next)
+        return await self._handle(request, call_next)
+
+    async def _handle(self, request: LLMRequest, call_next: Next) -> LLMResponse:
         key = (request.model or "default") if self._per_model else "*"
         limits = self._effective.get(key, self._limits)
         tokens = 0
