@@ -19,7 +19,7 @@ import asyncio
 from collections.abc import Callable
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
 from .._clock import REAL_CLOCK, Clock
 from .._events import emit
@@ -36,7 +36,7 @@ from .._models import LLMRequest, LLMResponse
 from .._types import Next
 from ..hookspecs import hookimpl
 from ..policies.breaker import BreakerConfig, Permit
-from ..stores._shared import store_address, store_deadline
+from ..stores._shared import SharedStateOptions, store_deadline
 from ..stores.base import BreakerStore, open_breaker_store
 from ..stores.memory import MemoryBreakerStore
 
@@ -62,8 +62,7 @@ class CircuitBreakerMiddleware:
 
     name = kind = "circuit_breaker"
 
-    class Options(BaseModel):
-        model_config = ConfigDict(frozen=True, extra="forbid")
+    class Options(SharedStateOptions):
 
         failure_rate: float = Field(0.5, gt=0, le=1, description="Share of failed calls in the window that opens the breaker.")  # noqa: E501
         min_calls: int = Field(10, ge=1, description="Calls the window must hold before the rate is judged.")
@@ -71,12 +70,6 @@ class CircuitBreakerMiddleware:
         window_s: float = Field(60.0, gt=0, description="...none older than this many seconds.")
         open_s: float = Field(30.0, gt=0, description="How long an open breaker fails fast before letting a probe through.")  # noqa: E501
         key: Literal["model", "global"] = Field("model", description="One breaker per model, or one for all calls through this stage.")  # noqa: E501
-        store: str = Field("memory", description='Where the state lives: "memory" or a shared store such as "redis".')  # noqa: E501
-        share: str | None = Field(None, description="Name of state shared by every stage using the same name; None: private.")  # noqa: E501
-        store_url: str | None = Field(None, description="Address of a shared store (e.g. redis://...), without a password.")  # noqa: E501
-        store_url_env: str | None = Field(None, description="Environment variable holding the shared store's address; None: REDIS_URL.")  # noqa: E501
-        on_unavailable: Literal["local", "fail"] = Field("local", description='When the shared store is down, slow or answers garbage: "local" carries on with in-process state, "fail" raises StoreUnavailable.')  # noqa: E501
-        store_timeout_s: float = Field(0.25, gt=0, description="Longest wait for one shared-store operation (the call's deadline bounds it too).")  # noqa: E501
 
         @model_validator(mode="after")
         def _window_fits(self) -> CircuitBreakerMiddleware.Options:
@@ -94,9 +87,7 @@ class CircuitBreakerMiddleware:
     ) -> None:
         self.options = o = options or self.Options()
         self._clock = clock
-        self.store = store or open_breaker_store(o.store, share=o.share, url=store_address(
-            o.store, o.store_url, o.store_url_env, on_unavailable=o.on_unavailable,
-            op_timeout_s=o.store_timeout_s))
+        self.store = store or open_breaker_store(o.store, share=o.share, url=o.store_address())
         self._memory = self.store if isinstance(self.store, MemoryBreakerStore) else None
         self.config = BreakerConfig(o.failure_rate, o.min_calls, o.window_calls, o.window_s, o.open_s)
         self._per_model = o.key == "model"

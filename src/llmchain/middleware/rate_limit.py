@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from .._clock import REAL_CLOCK, Clock, time_left
 from .._events import emit
@@ -27,7 +27,7 @@ from .._types import Next
 from ..hookspecs import hookimpl
 from ..policies.admission import RateLimits, Reservation
 from ..policies.headers import rate_limit_hints
-from ..stores._shared import store_address, store_deadline
+from ..stores._shared import SharedStateOptions, store_deadline
 from ..stores.base import RateLimitStore, open_rate_limit_store
 from ..stores.memory import MemoryRateLimitStore
 
@@ -62,8 +62,7 @@ class RateLimitMiddleware:
 
     name = kind = "rate_limit"
 
-    class Options(BaseModel):
-        model_config = ConfigDict(frozen=True, extra="forbid")
+    class Options(SharedStateOptions):
 
         rpm: int | None = Field(None, ge=1, description="Requests allowed per period_s (per minute by default); None: not limited unless learned from headers.")  # noqa: E501
         tpm: int | None = Field(None, ge=1, description="Tokens (prompt estimate + max_tokens) allowed per period_s.")  # noqa: E501
@@ -74,12 +73,6 @@ class RateLimitMiddleware:
         max_wait_s: float | None = Field(None, ge=0, description="Longest wait for a slot even when the deadline allows more; None: only the deadline bounds it.")  # noqa: E501
         pause_s: float = Field(1.0, ge=0, description="How long every caller pauses after a provider 429 that gives no Retry-After.")  # noqa: E501
         adapt: bool = Field(True, description="Follow the provider's 429s and rate-limit headers.")
-        store: str = Field("memory", description='Where the state lives: "memory" (this process) or a shared store such as "redis".')  # noqa: E501
-        share: str | None = Field(None, description="Name of state shared by every stage using the same name (several chains, one API key); None: private to this stage.")  # noqa: E501
-        store_url: str | None = Field(None, description="Address of a shared store (e.g. redis://...), without a password.")  # noqa: E501
-        store_url_env: str | None = Field(None, description="Environment variable holding the shared store's address; None: REDIS_URL.")  # noqa: E501
-        on_unavailable: Literal["local", "fail"] = Field("local", description='When the shared store is down, slow or answers garbage: "local" carries on with in-process state, "fail" raises StoreUnavailable.')  # noqa: E501
-        store_timeout_s: float = Field(0.25, gt=0, description="Longest wait for one shared-store operation (the call's deadline bounds it too).")  # noqa: E501
 
     def __init__(
         self,
@@ -90,9 +83,7 @@ class RateLimitMiddleware:
     ) -> None:
         self.options = o = options or self.Options()
         self._clock = clock
-        self.store = store or open_rate_limit_store(o.store, share=o.share, url=store_address(
-            o.store, o.store_url, o.store_url_env, on_unavailable=o.on_unavailable,
-            op_timeout_s=o.store_timeout_s))
+        self.store = store or open_rate_limit_store(o.store, share=o.share, url=o.store_address())
         self._memory = self.store if isinstance(self.store, MemoryRateLimitStore) else None
         self._limits = RateLimits(o.rpm, o.tpm, o.period_s)
         self._effective: dict[str, RateLimits] = {}  # per key, lowered by provider headers

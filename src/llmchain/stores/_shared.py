@@ -20,8 +20,10 @@ import contextvars
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+from pydantic import BaseModel, ConfigDict, Field
 
 from .._exceptions import ConfigError
 
@@ -89,6 +91,24 @@ def mask_url(url: str) -> str:
     user = parts.username or ""
     host = parts.netloc.rpartition("@")[2]
     return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
+
+
+class SharedStateOptions(BaseModel):
+    """Where a stateful stage (rate_limit, circuit_breaker) keeps its state: options both share."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    store: str = Field("memory", description='Where the state lives: "memory" (this process) or a shared store such as "redis".')  # noqa: E501
+    share: str | None = Field(None, description="Name of state shared by every stage using the same name (several chains, one API key); None: private to this stage.")  # noqa: E501
+    store_url: str | None = Field(None, description="Address of a shared store (e.g. redis://...), without a password.")  # noqa: E501
+    store_url_env: str | None = Field(None, description="Environment variable holding the shared store's address; None: REDIS_URL.")  # noqa: E501
+    on_unavailable: Literal["local", "fail"] = Field("local", description='When the shared store is down, slow or answers garbage: "local" carries on with in-process state, "fail" raises StoreUnavailable.')  # noqa: E501
+    store_timeout_s: float = Field(0.25, gt=0, description="Longest wait for one shared-store operation (the call's deadline bounds it too).")  # noqa: E501
+
+    def store_address(self) -> str | None:
+        """The store's address from these options (see ``store_address``)."""
+        return store_address(self.store, self.store_url, self.store_url_env,
+                             on_unavailable=self.on_unavailable, op_timeout_s=self.store_timeout_s)
 
 
 def store_address(kind: str, url: str | None, url_env: str | None, *,
