@@ -26,67 +26,22 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import statistics
-import subprocess
 import sys
-import time
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
-BODY = json.dumps({"model": "bench", "messages": [{"role": "user", "content": "Say hi"}]}).encode()
-HEADERS = {"content-type": "application/json", "authorization": "Bearer sk-bench"}
-Call = Callable[[], Awaitable[Any]]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-
-def start_server() -> tuple[subprocess.Popen[str], str]:
-    proc = subprocess.Popen([sys.executable, "-m", "llmchain._cli_serve"],
-                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-    assert proc.stdout is not None
-    return proc, proc.stdout.readline().split()[-1]  # the OpenAI-style base URL
-
-
-def server_cpu_s(pid: int) -> float:
-    """CPU seconds the server process has used so far (Linux /proc)."""
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def per_call(fn: Callable[[], Any], n: int) -> tuple[float, float]:
-    """(wall µs, CPU µs) per call of a sync function, after a warm-up."""
-    for _ in range(min(100, n)):
-        fn()
-    t0, c0 = time.perf_counter(), time.process_time()
-    for _ in range(n):
-        fn()
-    return (time.perf_counter() - t0) / n * 1e6, (time.process_time() - c0) / n * 1e6
-
-
-async def aper_call(fn: Call, n: int) -> tuple[float, float]:
-    for _ in range(min(100, n)):
-        await fn()
-    t0, c0 = time.perf_counter(), time.process_time()
-    for _ in range(n):
-        await fn()
-    return (time.perf_counter() - t0) / n * 1e6, (time.process_time() - c0) / n * 1e6
+from common import BODY, HEADERS, Call, aper_call, per_call, server_cpu_s, start_server
+from common import throughput as _throughput
 
 
 async def throughput(fn: Call, total: int, concurrency: int) -> float:
     """req/s with ``concurrency`` workers sharing ``total`` requests."""
-    await asyncio.gather(*(fn() for _ in range(concurrency)))  # fill the pool first
-    left = total
-
-    async def worker() -> None:
-        nonlocal left
-        while left > 0:
-            left -= 1
-            await fn()
-
-    t0 = time.perf_counter()
-    await asyncio.gather(*(worker() for _ in range(concurrency)))
-    return total / (time.perf_counter() - t0)
+    return (await _throughput(fn, total, concurrency))[0]
 
 
 async def async_clients(base_url: str) -> dict[str, tuple[Call, Callable[[], Awaitable[Any]]]]:

@@ -24,9 +24,8 @@ from ._config import (
 from ._events import CallTrace, Observer, current_call
 from ._exceptions import CallError, ConfigError, LLMChainError
 from ._loop import LOOP
-from ._models import LLMRequest, LLMResponse, Message
+from ._models import PLAIN_PARAMS, LLMRequest, LLMResponse, Message, copy_with, prompt_request
 from ._order import check_order
-from ._structured import coerce_output, schema_for
 from ._types import Middleware, Transport
 from ._wrap import wrap_foreign
 from .plugins import Registry, get_registry
@@ -146,6 +145,10 @@ class Chain:
             return prompt.model_copy(update=params) if params else prompt
         if "deadline" not in params:
             params.update(self._deadline(params.get("timeout_s")))
+        if params.keys() <= PLAIN_PARAMS:  # a plain prompt: nothing the caller gave needs checking
+            request = prompt_request(prompt, params) if isinstance(prompt, str) else None
+            if request is not None:
+                return request
         system = params.pop("system", None)
         try:
             if isinstance(prompt, str):
@@ -162,21 +165,30 @@ class Chain:
         timeout = timeout_s or self.timeout_s
         return {} if timeout is None else {"deadline": self._clock.now() + timeout, "timeout_s": timeout}
 
+    def _request(self, prompt: Prompt, params: dict[str, Any]) -> LLMRequest:
+        """``build_request`` for a call: the transport identity stages asked for goes in now, so
+        that ``_run`` need not copy the request to add it."""
+        if self._identity is not None and "metadata" not in params and not isinstance(prompt, LLMRequest):
+            params["metadata"] = self._identity  # validation copies the dict
+        return self.build_request(prompt, **params)
+
     async def acomplete(self, prompt: Prompt, **params: Any) -> LLMResponse:
         """Send ``prompt`` through every stage; returns the response or raises one CallError."""
-        return await self._run(self.build_request(prompt, **params))
+        return await self._run(self._request(prompt, params))
 
     def complete(self, prompt: Prompt, **params: Any) -> LLMResponse:
         """Sync ``acomplete``: works in scripts, threads, and inside a running loop."""
-        request = self.build_request(prompt, **params)
+        request = self._request(prompt, params)
         return LOOP.run(self._run(request))
 
     async def acomplete_json(
         self, prompt: Prompt, *, schema: type[M] | Mapping[str, Any], **params: Any
     ) -> Any:
         """Structured output: the answer validated into ``schema`` (a pydantic model or JSON Schema)."""
+        from ._structured import coerce_output, schema_for  # structured output only: not at import
+
         params.update(schema_for(schema))
-        response = await self._run(self.build_request(prompt, **params))
+        response = await self._run(self._request(prompt, params))
         return coerce_output(response, schema)
 
     def complete_json(self, prompt: Prompt, *, schema: type[M] | Mapping[str, Any], **params: Any) -> Any:
@@ -206,7 +218,7 @@ class Chain:
         if self._identity is not None and TRANSPORT_METADATA_KEY not in request.metadata:
             update["metadata"] = {**request.metadata, **self._identity}
         if update:
-            request = request.model_copy(update=update)
+            request = copy_with(request, update)
         trace = CallTrace(request.request_id, self._observers, clock.wall)
         token = current_call.set(trace)
         try:
@@ -247,7 +259,7 @@ class Chain:
         }
         if response.served_by is None and trace.attempts:
             update["served_by"] = trace.attempts[-1].served_by
-        response = response.model_copy(update=update)
+        response = copy_with(response, update)
         self._end(trace, start, None, response)
         return response
 

@@ -14,10 +14,15 @@ from functools import partial
 from ._clock import Clock
 from ._events import CallTrace, current_call, emit
 from ._exceptions import CallError, TimeoutExceeded
-from ._models import Attempt, LLMRequest, LLMResponse, Outcome
+from ._models import Attempt, LLMRequest, LLMResponse, Outcome, copy_with
 from ._redact import redact, trim
 from ._types import Middleware, Next, Transport
 from ._wrap import wrap_foreign
+
+#: What a successful attempt records besides its number, times and backend (all passed, as the
+#: validated construction below passes them, so the set of fields set is the same).
+_OK_ATTEMPT = Attempt(number=1, started_at=0.0, duration_s=0.0, outcome="ok", status_code=None,
+                      error_type=None, error=None, retry_after_s=None, served_by=None)
 
 
 class TransportCall:
@@ -62,7 +67,7 @@ class TransportCall:
             return await self.clock.wait_for(self.transport.send(request), left)
         except TimeoutError:
             raise TimeoutExceeded(
-                f"the call's deadline ({left:.3g}s left at the start of this attempt) ran out",
+                f"time ran out during this attempt ({left:.3g}s were left of the call's or attempt's limit)",
                 phase="deadline",
             ) from None
 
@@ -82,17 +87,23 @@ class TransportCall:
     ) -> None:
         if trace is None:
             return
-        attempt = Attempt(
-            number=number,
-            started_at=started,
-            duration_s=max(0.0, self.clock.now() - t0),
-            outcome=outcome,
-            status_code=exc.status_code if exc is not None else None,
-            error_type=type(exc).__name__ if exc is not None else None,
-            error=trim(redact(exc.message), 200) if exc is not None else None,
-            retry_after_s=exc.retry_after if exc is not None else None,
-            served_by=self._served_by(request),
-        )
+        duration = max(0.0, self.clock.now() - t0)
+        if exc is None and type(started) is float and type(duration) is float and type(number) is int:
+            # a successful attempt: every value is already what validation would make it
+            attempt = copy_with(_OK_ATTEMPT, {"number": number, "started_at": started, "duration_s": duration,
+                                              "outcome": outcome, "served_by": self._served_by(request)})
+        else:
+            attempt = Attempt(
+                number=number,
+                started_at=started,
+                duration_s=duration,
+                outcome=outcome,
+                status_code=exc.status_code if exc is not None else None,
+                error_type=type(exc).__name__ if exc is not None else None,
+                error=trim(redact(exc.message), 200) if exc is not None else None,
+                retry_after_s=exc.retry_after if exc is not None else None,
+                served_by=self._served_by(request),
+            )
         trace.attempts.append(attempt)
         if trace.observers:
             emit(

@@ -118,16 +118,66 @@ def contains_secret(value: Any, *, _depth: int = 0) -> bool:
 
     Check data *before* encoding it: escaping (JSON's ``\\"``) can hide a secret from the patterns.
     """
-    if isinstance(value, str):
-        return redact(value) != value
-    if _depth > 20:
+    texts: list[str] = []
+    _strings(value, texts, _depth)
+    if not texts:
         return False
-    if isinstance(value, Mapping):
-        return any(contains_secret(k, _depth=_depth + 1) or contains_secret(v, _depth=_depth + 1)
-                   for k, v in value.items())
-    if isinstance(value, (list, tuple)):
-        return any(contains_secret(v, _depth=_depth + 1) for v in value)
+    if not _user_patterns:
+        # The usual answer is "no", and one look at all the strings at once says so. It cannot
+        # miss: a registered value, or text _MAYBE matches (no anchors, no lookarounds), inside
+        # one string is also inside the joined text. A hit (maybe across two strings) is decided
+        # string by string below.
+        joined = "\x00".join(texts)
+        if not _maybe_secret(joined) and not any(v in joined for v in _values):
+            return False
+    return any(redact(text) != text for text in texts)
+
+
+def _maybe_secret(text: str) -> bool:
+    """False only if ``_MAYBE`` cannot match ``text``; several times cheaper than the search.
+
+    Every match of ``_MAYBE`` contains ``k-`` (``sk-``, ``pk-``, ``rk-``, case-sensitive) or,
+    in any case, ``bearer``, ``key`` or ``authorization``. Lower-casing finds those unless a
+    character matches a letter of them only in the regex engine's case-insensitive sense:
+    dotless i (U+0131, which ``re`` equates with ``i``) and dotted capital I (U+0130, which
+    ``str.lower`` turns into ``i`` and a combining dot); text with either is searched.
+    """
+    if "k-" in text:
+        return _MAYBE.search(text) is not None
+    low = text.lower()
+    if "bearer" in low or "key" in low or "authorization" in low or "\u0131" in low or "\u0307" in low:
+        return _MAYBE.search(text) is not None
     return False
+
+
+_LEAVES = (int, float, type(None))  # nothing to walk (bool is an int)
+
+
+def _strings(value: Any, out: list[str], depth: int) -> None:
+    """Append every string in ``value`` to ``out`` (keys too), as ``contains_secret`` walks it:
+    into dicts, lists and tuples down to depth 20; strings at any depth."""
+    if isinstance(value, str):
+        out.append(value)
+        return
+    if depth > 20:
+        return
+    if isinstance(value, (dict, Mapping)):
+        items: Any = value.items()
+        for k, v in items:
+            if isinstance(k, str):
+                out.append(k)
+            elif not isinstance(k, _LEAVES):
+                _strings(k, out, depth + 1)
+            if isinstance(v, str):
+                out.append(v)
+            elif not isinstance(v, _LEAVES):
+                _strings(v, out, depth + 1)
+    elif isinstance(value, (list, tuple)):
+        for v in value:
+            if isinstance(v, str):
+                out.append(v)
+            elif not isinstance(v, _LEAVES):
+                _strings(v, out, depth + 1)
 
 
 def mask(value: str | None) -> str:

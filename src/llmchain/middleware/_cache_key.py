@@ -46,12 +46,16 @@ _ENCODER = json.JSONEncoder(
 )
 
 
+_SCALARS = (str, int, float, type(None))  # never a Mapping: skips the slower ABC check
+
+
 def _without_secrets(data: Mapping[str, Any]) -> dict[str, Any]:
-    return {
-        k: _without_secrets(v) if isinstance(v, Mapping) else v
-        for k, v in data.items()
-        if not (isinstance(k, str) and k.lower() in SECRET_KEYS)
-    }
+    out: dict[str, Any] = {}
+    for k, v in data.items():
+        if isinstance(k, str) and k.lower() in SECRET_KEYS:
+            continue
+        out[k] = _without_secrets(v) if not isinstance(v, _SCALARS) and isinstance(v, Mapping) else v
+    return out
 
 
 @functools.lru_cache(maxsize=256)

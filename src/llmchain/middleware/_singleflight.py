@@ -16,6 +16,11 @@ Rules:
 * A failure that belongs to the leader alone — it was cancelled, or its own deadline ran out —
   is not passed on: waiters get ``LeaderAbandoned`` and one of them leads a new flight.
 * The map entry is removed by the leader in a ``finally``, so no flight outlives its leader.
+
+The future is made only when a first waiter joins: most flights have no waiter, and a
+``concurrent.futures.Future`` (with its condition variable) is most of what a flight would
+otherwise cost a cache miss. The outcome of a flight nobody waits for is kept on the flight,
+under the lock, and handed to a future made later.
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ import asyncio
 import copy
 import threading
 from concurrent.futures import Future
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from .._clock import Clock, time_left
 from .._exceptions import CallError, TimeoutExceeded
@@ -39,15 +44,37 @@ class LeaderAbandoned(Exception):
 
 
 class Flight(Generic[T]):
-    """One in-progress call: its result future, its leader, and how many wait on it."""
+    """One in-progress call: its leader, how many wait on it, and (once someone waits) the
+    future its outcome goes to."""
 
-    __slots__ = ("future", "leader_id", "waiters")
+    __slots__ = ("_future", "_outcome", "leader_id", "waiters")
 
     def __init__(self, leader_id: str) -> None:
-        self.future: Future[T] = Future()
-        self.future.set_running_or_notify_cancel()  # from now on .cancel() is a no-op
+        self._future: Future[T] | None = None
+        self._outcome: tuple[bool, Any] | None = None  # (ok, result or error) before any waiter
         self.leader_id = leader_id
         self.waiters = 0
+
+    @property
+    def future(self) -> Future[T]:
+        """The future the outcome goes to; made on first use (``SingleFlight`` holds its lock)."""
+        future = self._future
+        if future is None:
+            future = self._future = Future()
+            future.set_running_or_notify_cancel()  # from now on .cancel() is a no-op
+            if self._outcome is not None:
+                ok, value = self._outcome
+                future.set_result(value) if ok else future.set_exception(value)
+        return future
+
+    def _settle(self, ok: bool, value: Any) -> None:
+        """Record the outcome (the first one wins), in the future if one was made already."""
+        future = self._future
+        if future is None:
+            if self._outcome is None:
+                self._outcome = (ok, value)
+        elif not future.done():
+            future.set_result(value) if ok else future.set_exception(value)
 
 
 class SingleFlight(Generic[T]):
@@ -63,25 +90,26 @@ class SingleFlight(Generic[T]):
             flight = self._flights.get(key)
             if flight is not None:
                 flight.waiters += 1
+                flight.future  # noqa: B018 - made now, under the lock: the waiter awaits it
                 return flight, False
             flight = self._flights[key] = Flight(request_id)
             return flight, True
 
     def resolve(self, flight: Flight[T], result: T) -> None:
-        if not flight.future.done():
-            flight.future.set_result(result)
+        with self._lock:
+            flight._settle(True, result)
 
     def fail(self, flight: Flight[T], error: BaseException) -> None:
-        if not flight.future.done():
-            flight.future.set_exception(error)
+        with self._lock:
+            flight._settle(False, error)
 
     def leave(self, key: str, flight: Flight[T]) -> None:
         """The leader is done: later callers start a new flight (or hit the cache)."""
         with self._lock:
             if self._flights.get(key) is flight:
                 del self._flights[key]
-        if not flight.future.done():  # defensive: never leave a waiter hanging
-            flight.future.set_exception(LeaderAbandoned())
+            # defensive: never leave a waiter hanging (a no-op once the outcome is known)
+            flight._settle(False, LeaderAbandoned())
 
     def in_flight(self) -> int:
         """Number of keys with a call in progress (0 when idle: nothing leaked)."""

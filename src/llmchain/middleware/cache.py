@@ -30,7 +30,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from .._clock import REAL_CLOCK, Clock, time_left
 from .._events import current_call, emit
 from .._exceptions import CacheMiss, ConfigError
-from .._models import CacheInfo, LLMRequest, LLMResponse
+from .._models import CacheInfo, LLMRequest, LLMResponse, copy_with
 from .._redact import contains_secret, redact, trim
 from .._types import Next
 from ..hookspecs import hookimpl
@@ -110,9 +110,9 @@ class CacheMiddleware:
         if ttl is not None and (isinstance(ttl, bool) or not isinstance(ttl, (int, float)) or ttl <= 0):
             raise ConfigError(f"metadata cache_ttl_s={ttl!r} must be a number of seconds > 0")
         if mode == "bypass":
-            return (await call_next(request)).model_copy(update={"cache": _BYPASS})
+            return copy_with(await call_next(request), {"cache": _BYPASS})
         if not self._policy_allows(request):
-            return (await call_next(request)).model_copy(update={"cache": _OFF})
+            return copy_with(await call_next(request), {"cache": _OFF})
         key = cache_key(request, self.options.namespace)
         if mode != "refresh":
             entry = await self._get(key, request)
@@ -128,7 +128,7 @@ class CacheMiddleware:
         if not self.options.single_flight:
             response = await call_next(request)
             await self._put(key, request, *self._entry_value(request, response))
-            return response.model_copy(update={"cache": CacheInfo(status=status, key=key)})
+            return copy_with(response, {"cache": CacheInfo(status=status, key=key)})
         while True:
             flight, leader = self.flights.join(key, request.request_id)
             if leader:
@@ -160,7 +160,7 @@ class CacheMiddleware:
             value, reason = self._entry_value(request, response)
             self.flights.resolve(flight, (response, value))  # waiters go on; we store meanwhile
             await self._put(key, request, value, reason)
-            return response.model_copy(update={"cache": CacheInfo(status=status, key=key)})
+            return copy_with(response, {"cache": CacheInfo(status=status, key=key)})
         finally:
             self.flights.leave(key, flight)
             if lease is not None and self._remote is not None:
@@ -180,8 +180,8 @@ class CacheMiddleware:
             entry = CacheEntry(value, self._clock.wall(), None)
             hit = self._hit(entry, key, request)
             if hit is not None:
-                return hit.model_copy(update={"cache": info, "notes": {"coalesced_with": leader_id}})
-        return response.model_copy(update={
+                return copy_with(hit, {"cache": info, "notes": {"coalesced_with": leader_id}})
+        return copy_with(response, {
             "cache": info, "notes": {**response.notes, "coalesced_with": leader_id},
             "headers": dict(response.headers)})
 
@@ -200,11 +200,11 @@ class CacheMiddleware:
                 return None, "not validated"
             if request.output_type is not None and not isinstance(response.parsed, request.output_type):
                 return None, "not validated"
+        document = entry_document(response)
         if response.served_by is None:  # the chain fills it only on the way out
             trace = current_call.get()
             if trace is not None and trace.attempts:
-                response = response.model_copy(update={"served_by": trace.attempts[-1].served_by})
-        document = entry_document(response)
+                document["served_by"] = trace.attempts[-1].served_by
         if contains_secret(document):  # checked before encoding: JSON escapes can hide one
             return None, "contains a secret"  # storing it would put the secret on disk
         value = encode_document(document)
@@ -229,7 +229,7 @@ class CacheMiddleware:
             return None
         age = max(0.0, self._clock.wall() - entry.created_at)
         emit("cache_hit", "cache", key=key, age_s=age)
-        hit: LLMResponse = decoded.template.model_copy(update={
+        hit: LLMResponse = copy_with(decoded.template, {
             "parsed": parsed, "cache": CacheInfo(status="hit", age_s=age, key=key),
             "headers": {}, "notes": {}})
         return hit

@@ -29,7 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from .._clock import REAL_CLOCK, Clock
 from .._events import CallTrace, Event, current_call
 from .._exceptions import CallError, GaveUp, TimeoutExceeded
-from .._models import LLMRequest, LLMResponse
+from .._models import LLMRequest, LLMResponse, copy_with
 from .._redact import (
     LOG_RECORD_ATTRS,
     PRE_REDACTED,
@@ -152,7 +152,7 @@ class LogMiddleware:
                 return response
         if usage.cost_usd == cost:
             return response
-        return response.model_copy(update={"usage": usage.model_copy(update={"cost_usd": cost})})
+        return copy_with(response, {"usage": copy_with(usage, {"cost_usd": cost})})
 
     def _summary(self, request: LLMRequest, response: LLMResponse | None, error: BaseException | None,
                  t0: float, trace: CallTrace | None) -> None:
@@ -162,24 +162,28 @@ class LogMiddleware:
             return
         attempts = trace.attempts if trace is not None else []
         latency_ms = round((self._clock.now() - t0) * 1000, 1)
-        fields: dict[str, Any] = {"event": "llm.call", "request_id": request.request_id, PRE_REDACTED: True}
+        fields: dict[str, Any]
         if response is not None:
             usage, cache = response.usage, response.cache
-            fields.update(
-                model=response.model or request.model,
-                transport=response.served_by or (attempts[-1].served_by if attempts else None),
-                outcome="ok", error_type=None, error=None, status_code=None,
-                latency_ms=latency_ms, attempts=len(attempts),
-                cache=cache.status if cache is not None else None,
-                cache_age_s=round(cache.age_s, 3) if cache is not None and cache.age_s is not None else None,
-                tokens_in=usage.input_tokens, tokens_out=usage.output_tokens,
-                cost_usd=round(usage.cost_usd, 10) if usage.cost_usd is not None else None,
-                finish_reason=response.finish_reason,
-            )
+            model = response.model or request.model
+            fields = {  # one literal: this runs on every call
+                "event": "llm.call", "request_id": request.request_id, PRE_REDACTED: True,
+                "model": model,
+                "transport": response.served_by or (attempts[-1].served_by if attempts else None),
+                "outcome": "ok", "error_type": None, "error": None, "status_code": None,
+                "latency_ms": latency_ms, "attempts": len(attempts),
+                "cache": cache.status if cache is not None else None,
+                "cache_age_s": round(cache.age_s, 3) if cache is not None and cache.age_s is not None
+                else None,
+                "tokens_in": usage.input_tokens, "tokens_out": usage.output_tokens,
+                "cost_usd": round(usage.cost_usd, 10) if usage.cost_usd is not None else None,
+                "finish_reason": response.finish_reason,
+            }
             if response.notes:
                 fields["notes"] = redact_value(dict(response.notes))
-            message = f"llm call ok: {fields['model']} {latency_ms:.0f} ms"
+            message = f"llm call ok: {model} {latency_ms:.0f} ms"
         else:
+            fields = {"event": "llm.call", "request_id": request.request_id, PRE_REDACTED: True}
             outcome = "cancelled" if isinstance(error, asyncio.CancelledError) else "error"
             last = attempts[-1] if attempts else None
             fields.update(
@@ -199,7 +203,13 @@ class LogMiddleware:
             fields["prompt"] = trim(redact(prompt), limit)
             if response is not None:
                 fields["answer"] = trim(redact(response.text), limit)
-        log.log(level, message, extra=fields)
+        # what log.log(level, message, extra=fields) does, without its slow steps: finding the
+        # caller (this line: always the same, so its file and line are looked up once) and
+        # checking each extra key against the record's attributes (these keys are fixed, none is)
+        filename, lineno, function = _CALL_SITE or _call_site(sys._getframe())
+        record = log.makeRecord(log.name, level, filename, lineno, message, (), None, function)
+        record.__dict__.update(fields)
+        log.handle(record)
 
     def _on_event(self, event: Event) -> None:
         if event.kind in _QUIET_EVENTS:
@@ -211,6 +221,16 @@ class LogMiddleware:
         fields = redact_value(fields)
         fields[PRE_REDACTED] = True
         self._logger.debug("llm %s (%s)", event.kind, event.stage or "chain", extra=fields)
+
+
+_CALL_SITE: tuple[str, int, str] | None = None
+
+
+def _call_site(frame: Any) -> tuple[str, int, str]:
+    """Where the summary line is logged from, as the record's pathname, lineno and funcName."""
+    global _CALL_SITE
+    _CALL_SITE = (frame.f_code.co_filename, frame.f_lineno, frame.f_code.co_name)
+    return _CALL_SITE
 
 
 def _error_details(error: CallError, fields: dict[str, Any]) -> None:

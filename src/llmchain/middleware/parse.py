@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from .._clock import REAL_CLOCK, Clock
 from .._exceptions import ParseError
 from .._json_extract import extract_json
-from .._models import LLMRequest, LLMResponse
+from .._models import LLMRequest, LLMResponse, copy_with
 from .._structured import expected_kind, remember
 from .._types import Next
 from ..hookspecs import hookimpl
@@ -66,7 +66,7 @@ class ParseMiddleware:
                 exc.hint = TRUNCATED_HINT
             remember(exc, response=response)
             raise
-        return response.model_copy(update={"parsed": value})
+        return copy_with(response, {"parsed": value})
 
     def __repr__(self) -> str:
         return f"ParseMiddleware(mode={self._mode!r}, always={self._always})"

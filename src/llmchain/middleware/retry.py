@@ -22,7 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from .._clock import REAL_CLOCK, Clock, time_left
 from .._events import current_attempts, emit
 from .._exceptions import CallError, GaveUp, OutputError
-from .._models import LLMRequest, LLMResponse
+from .._models import LLMRequest, LLMResponse, copy_with
 from .._types import Next
 from ..hookspecs import hookimpl
 from ..policies.backoff import Backoff
@@ -135,7 +135,7 @@ class RetryMiddleware:
             if delay > 0:
                 await clock.sleep(delay)
             attempt += 1
-            request = request.model_copy(update={"attempt": attempt})
+            request = copy_with(request, {"attempt": attempt})
             try:
                 return await call_next(request)
             except CallError as exc:
@@ -152,7 +152,7 @@ class RetryMiddleware:
             errors=errors,
             attempts=current_attempts(),
             retry_after=last.retry_after,
-            hint=f"retries are exhausted; see each try's error below. {last.hint or ''}".strip(),
+            hint=f"retries are exhausted; see each try's error above. {last.hint or ''}".strip(),
         )
         gave_up.__cause__ = last
         return gave_up

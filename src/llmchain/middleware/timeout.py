@@ -24,7 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from .._clock import REAL_CLOCK, Clock, RealClock
 from .._compose import TransportCall
 from .._exceptions import TimeoutExceeded
-from .._models import LLMRequest, LLMResponse
+from .._models import LLMRequest, LLMResponse, copy_with
 from .._types import Next
 from ..hookspecs import hookimpl
 
@@ -78,7 +78,7 @@ class TimeoutMiddleware:
             raise TimeoutExceeded("the call's deadline passed before it reached the timeout stage",
                                   phase="deadline", hint=_HINTS["deadline"])
         if deadline != request.deadline:  # inner stages clip their waits to the tighter deadline
-            request = request.model_copy(update={"deadline": deadline})
+            request = copy_with(request, {"deadline": deadline})
         try:
             if type(call_next) is TransportCall:
                 # only the pinned transport call is inside, and it cancels the send at the

@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_serializer, field_valid
 from .._clock import REAL_CLOCK, Clock
 from .._exceptions import ConfigError, OutputError
 from .._json_extract import extract_json
-from .._models import LLMRequest, LLMResponse
+from .._models import LLMRequest, LLMResponse, copy_with
 from .._schema import (
     OutputSchema,
     import_object,
@@ -95,13 +95,13 @@ class ValidateMiddleware:
             if schema is None:
                 return await call_next(request)
             if self._attach is not None:
-                request = request.model_copy(update=self._attach)
+                request = copy_with(request, self._attach)
         else:
             schema = resolve_schema(request)
             assert schema is not None
             if request.output_schema is None and self.options.attach_to_request:
                 # output_type alone: give transports the JSON Schema for native structured output
-                request = request.model_copy(update={"output_schema": schema.json_schema})
+                request = copy_with(request, {"output_schema": schema.json_schema})
         try:
             response = await call_next(request)
         except OutputError as exc:
@@ -124,7 +124,7 @@ def _validated(response: LLMResponse, schema: OutputSchema) -> LLMResponse:
     except OutputError as exc:
         remember(exc, schema=schema, response=response)
         raise
-    return response.model_copy(update={"parsed": validated})
+    return copy_with(response, {"parsed": validated})
 
 
 def _compile_own(options: ValidateMiddleware.Options) -> OutputSchema | None:

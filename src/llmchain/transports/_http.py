@@ -22,7 +22,6 @@ from .._clock import REAL_CLOCK, Clock
 from .._exceptions import ConfigError, ProviderError, TransportError
 from .._models import LLMRequest, LLMResponse
 from .._redact import mask, register_secret
-from ._aiohttp_engine import AiohttpEngine
 from ._h1_pool import H1Pool
 from ._http_errors import error_from_event, error_from_status, malformed
 from ._sessions import Engine, SessionPool
@@ -205,6 +204,8 @@ class HTTPTransport:
         common: dict[str, Any] = dict(where=self.name, limit=o.max_connections, keepalive_s=o.keepalive_s,
                                       connect_timeout=o.connect_timeout_s, read_timeout=o.read_timeout_s)
         if o.http_client == "aiohttp" or (o.http_client == "auto" and o.trust_env):
+            from ._aiohttp_engine import AiohttpEngine  # aiohttp is imported by those who use it
+
             return AiohttpEngine(self.url, self._headers, limit_per_host=o.max_connections_per_host,
                                  trust_env=o.trust_env, **common)
         return H1Pool(self.url, self._headers, **common)
