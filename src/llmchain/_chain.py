@@ -10,16 +10,13 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
+from ._build import StageLike, build_stage, build_transport, format_options, identity_of
 from ._clock import REAL_CLOCK, Clock
 from ._compose import TransportCall, compose
 from ._config import (
     ChainConfig,
-    StageSpec,
     TransportSpec,
-    build_options,
     load_config,
-    parse_stage_entry,
-    parse_transport_table,
 )
 from ._events import CallTrace, Observer, current_call
 from ._exceptions import CallError, ConfigError, LLMChainError
@@ -28,14 +25,13 @@ from ._models import PLAIN_PARAMS, LLMRequest, LLMResponse, Message, copy_with, 
 from ._order import check_order
 from ._types import Middleware, Transport
 from ._wrap import wrap_foreign
-from .plugins import Registry, get_registry
+from .plugins import get_registry
 
 if TYPE_CHECKING:
     from ._streaming import ResponseStream, SyncResponseStream
 
 M = TypeVar("M", bound=BaseModel)
 Prompt = str | LLMRequest | Sequence[Message | Mapping[str, Any]]
-StageLike = Middleware | str | StageSpec | Mapping[str, Any]
 
 #: Total deadline per call when neither the request nor the config sets one.
 DEFAULT_TIMEOUT_S = 120.0
@@ -66,10 +62,10 @@ class Chain:
         self._clock = clock
         self.timeout_s = timeout_s
         self.source = source
-        self.transport = _build_transport(transport, registry, clock, source)
+        self.transport = build_transport(transport, registry, clock, source)
         named: list[tuple[str, str, Middleware]] = []
         for index, stage in enumerate(stages):
-            built = _build_stage(stage, index, registry, clock, source)
+            built = build_stage(stage, index, registry, clock, source)
             if built is not None:
                 named.append(built)
         names = [n for n, _, _ in named]
@@ -84,7 +80,7 @@ class Chain:
         # computed once: the identity of a built transport does not change
         self._identity: dict[str, Any] | None = None
         if any(getattr(s, "needs_transport_identity", False) for _, _, s in named):
-            self._identity = {TRANSPORT_METADATA_KEY: _identity_of(self.transport)}
+            self._identity = {TRANSPORT_METADATA_KEY: identity_of(self.transport)}
         self._entry = compose([s for _, _, s in named], TransportCall(self.transport, clock))
 
     @classmethod
@@ -124,8 +120,8 @@ class Chain:
         lines = [f"chain from {self.source} (total timeout: {self.timeout_s}s)"]
         for i, (name, kind, stage) in enumerate(self._stages):
             label = name if name == kind else f"{name} ({kind})"
-            lines.append(f"  {i}. {label}{_format_options(stage)}")
-        lines.append(f"  → transport {self.transport.name}{_format_options(self.transport)}")
+            lines.append(f"  {i}. {label}{format_options(stage)}")
+        lines.append(f"  → transport {self.transport.name}{format_options(self.transport)}")
         return "\n".join(lines)
 
     def __repr__(self) -> str:
@@ -315,95 +311,3 @@ class Chain:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         await self.aclose()
-
-
-def _identity_of(transport: Transport) -> dict[str, Any]:
-    """``transport.identity()`` (kind, base_url…), or a stand-in for duck-typed transports."""
-    identity = getattr(transport, "identity", None)
-    if callable(identity):
-        return dict(identity())
-    return {"kind": type(transport).__qualname__, "name": getattr(transport, "name", None)}
-
-
-def _format_options(obj: object) -> str:
-    options = getattr(obj, "options", None)
-    if isinstance(options, BaseModel):
-        dumped = options.model_dump(mode="json")
-        return "  " + ", ".join(f"{k}={v!r}" for k, v in dumped.items()) if dumped else ""
-    return ""
-
-
-def _build_stage(
-    stage: StageLike, index: int, registry: Registry, clock: Clock, source: str
-) -> tuple[str, str, Middleware] | None:
-    if isinstance(stage, str):
-        stage = StageSpec(use=stage, name=stage)
-    elif isinstance(stage, Mapping):
-        stage = parse_stage_entry(stage, index, source)
-    if not isinstance(stage, StageSpec):
-        if not callable(getattr(stage, "handle", None)):
-            raise ConfigError(
-                f"{source}: stages[{index}] is {stage!r}, which is neither a stage name nor an "
-                "object with `async def handle(self, request, call_next)`"
-            )
-        kind = getattr(stage, "kind", None) or type(stage).__name__
-        # code-built stages may repeat a class; the index keeps their names distinct
-        return getattr(stage, "name", None) or f"{kind}#{index}", kind, stage
-    if not stage.enabled:
-        return None
-    where = f"{source}: stages[{index}] ({stage.name})"
-    registered = registry.stages.get(stage.use)
-    if registered is None:
-        raise ConfigError(
-            f"{where}: unknown stage {stage.use!r}. Registered stages: "
-            f"{registry.describe_available('stage')}. Install the plugin that provides it or fix the name."
-        )
-    options = build_options(registered, stage.options, where)
-    try:
-        built = (
-            registered.factory(options, clock=clock)
-            if options is not None
-            else registered.factory(clock=clock)
-        )
-    except ConfigError as exc:  # say where, like every other config error
-        raise ConfigError(f"{where}: {exc}") from exc.__cause__
-    except LLMChainError:
-        raise
-    except Exception as exc:
-        raise ConfigError(
-            f"{where}: building stage {stage.use!r} (from {registered.plugin}) failed: {exc}"
-        ) from exc
-    return stage.name, stage.use, built
-
-
-def _build_transport(
-    transport: Transport | str | TransportSpec | Mapping[str, Any],
-    registry: Registry,
-    clock: Clock,
-    source: str,
-) -> Transport:
-    if isinstance(transport, str):
-        transport = TransportSpec(use=transport)
-    elif isinstance(transport, Mapping):
-        transport = parse_transport_table(transport, source)
-    if not isinstance(transport, TransportSpec):
-        if not callable(getattr(transport, "send", None)):
-            raise ConfigError(f"{source}: transport {transport!r} has no `async def send(self, request)`")
-        return transport
-    where = f"{source}: [transport] ({transport.use})"
-    registered = registry.transports.get(transport.use)
-    if registered is None:
-        raise ConfigError(
-            f"{where}: unknown transport {transport.use!r}. Registered transports: "
-            f"{registry.describe_available('transport')}."
-        )
-    options = build_options(registered, transport.options, where)
-    try:
-        built: Transport = registered.factory(options, clock=clock)
-    except ConfigError as exc:
-        raise ConfigError(f"{where}: {exc}") from exc.__cause__
-    except LLMChainError:
-        raise
-    except Exception as exc:
-        raise ConfigError(f"{where}: building transport failed: {exc}") from exc
-    return built

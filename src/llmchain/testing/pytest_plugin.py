@@ -20,7 +20,8 @@ from typing import Any
 
 import pytest
 
-from .._chain import Chain, StageLike
+from .._build import StageLike
+from .._chain import Chain
 from ..transports.mock import MockTransport, Outcome
 from .clock import FakeClock
 from .scripted import ScriptedNext, Step

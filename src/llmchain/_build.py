@@ -1,0 +1,114 @@
+"""Building a chain's parts: stage and transport specs → objects, with errors that say where."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from pydantic import BaseModel
+
+from ._clock import Clock
+from ._config import (
+    StageSpec,
+    TransportSpec,
+    build_options,
+    parse_stage_entry,
+    parse_transport_table,
+)
+from ._exceptions import ConfigError, LLMChainError
+from ._types import Middleware, Transport
+from .plugins import Registry
+
+StageLike = Middleware | str | StageSpec | Mapping[str, Any]
+
+
+def identity_of(transport: Transport) -> dict[str, Any]:
+    """``transport.identity()`` (kind, base_url…), or a stand-in for duck-typed transports."""
+    identity = getattr(transport, "identity", None)
+    if callable(identity):
+        return dict(identity())
+    return {"kind": type(transport).__qualname__, "name": getattr(transport, "name", None)}
+
+
+def format_options(obj: object) -> str:
+    options = getattr(obj, "options", None)
+    if isinstance(options, BaseModel):
+        dumped = options.model_dump(mode="json")
+        return "  " + ", ".join(f"{k}={v!r}" for k, v in dumped.items()) if dumped else ""
+    return ""
+
+
+def build_stage(
+    stage: StageLike, index: int, registry: Registry, clock: Clock, source: str
+) -> tuple[str, str, Middleware] | None:
+    if isinstance(stage, str):
+        stage = StageSpec(use=stage, name=stage)
+    elif isinstance(stage, Mapping):
+        stage = parse_stage_entry(stage, index, source)
+    if not isinstance(stage, StageSpec):
+        if not callable(getattr(stage, "handle", None)):
+            raise ConfigError(
+                f"{source}: stages[{index}] is {stage!r}, which is neither a stage name nor an "
+                "object with `async def handle(self, request, call_next)`"
+            )
+        kind = getattr(stage, "kind", None) or type(stage).__name__
+        # code-built stages may repeat a class; the index keeps their names distinct
+        return getattr(stage, "name", None) or f"{kind}#{index}", kind, stage
+    if not stage.enabled:
+        return None
+    where = f"{source}: stages[{index}] ({stage.name})"
+    registered = registry.stages.get(stage.use)
+    if registered is None:
+        raise ConfigError(
+            f"{where}: unknown stage {stage.use!r}. Registered stages: "
+            f"{registry.describe_available('stage')}. Install the plugin that provides it or fix the name."
+        )
+    options = build_options(registered, stage.options, where)
+    try:
+        built = (
+            registered.factory(options, clock=clock)
+            if options is not None
+            else registered.factory(clock=clock)
+        )
+    except ConfigError as exc:  # say where, like every other config error
+        raise ConfigError(f"{where}: {exc}") from exc.__cause__
+    except LLMChainError:
+        raise
+    except Exception as exc:
+        raise ConfigError(
+            f"{where}: building stage {stage.use!r} (from {registered.plugin}) failed: {exc}"
+        ) from exc
+    return stage.name, stage.use, built
+
+
+def build_transport(
+    transport: Transport | str | TransportSpec | Mapping[str, Any],
+    registry: Registry,
+    clock: Clock,
+    source: str,
+) -> Transport:
+    if isinstance(transport, str):
+        transport = TransportSpec(use=transport)
+    elif isinstance(transport, Mapping):
+        transport = parse_transport_table(transport, source)
+    if not isinstance(transport, TransportSpec):
+        if not callable(getattr(transport, "send", None)):
+            raise ConfigError(f"{source}: transport {transport!r} has no `async def send(self, request)`")
+        return transport
+    where = f"{source}: [transport] ({transport.use})"
+    registered = registry.transports.get(transport.use)
+    if registered is None:
+        raise ConfigError(
+            f"{where}: unknown transport {transport.use!r}. Registered transports: "
+            f"{registry.describe_available('transport')}."
+        )
+    options = build_options(registered, transport.options, where)
+    try:
+        built: Transport = registered.factory(options, clock=clock)
+    except ConfigError as exc:
+        raise ConfigError(f"{where}: {exc}") from exc.__cause__
+    except LLMChainError:
+        raise
+    except Exception as exc:
+        raise ConfigError(f"{where}: building transport failed: {exc}") from exc
+    return built
