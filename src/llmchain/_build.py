@@ -17,7 +17,7 @@ from ._config import (
 )
 from ._exceptions import ConfigError, LLMChainError
 from ._types import Middleware, Transport
-from .plugins import Registry
+from .plugins import Registered, Registry
 
 StageLike = Middleware | str | StageSpec | Mapping[str, Any]
 
@@ -64,20 +64,7 @@ def build_stage(
             f"{registry.describe_available('stage')}. Install the plugin that provides it or fix the name."
         )
     options = build_options(registered, stage.options, where)
-    try:
-        built = (
-            registered.factory(options, clock=clock)
-            if options is not None
-            else registered.factory(clock=clock)
-        )
-    except ConfigError as exc:  # say where, like every other config error
-        raise ConfigError(f"{where}: {exc}") from exc.__cause__
-    except LLMChainError:
-        raise
-    except Exception as exc:
-        raise ConfigError(
-            f"{where}: building stage {stage.use!r} (from {registered.plugin}) failed: {exc}"
-        ) from exc
+    built = instantiate(registered, options, clock, where)
     return stage.name, stage.use, built
 
 
@@ -103,12 +90,23 @@ def build_transport(
             f"{registry.describe_available('transport')}."
         )
     options = build_options(registered, transport.options, where)
+    transport_built: Transport = instantiate(registered, options, clock, where)
+    return transport_built
+
+
+def instantiate(registered: Registered, options: BaseModel | None, clock: Clock, where: str) -> Any:
+    """Call a registered factory; any failure becomes a ConfigError that says where."""
     try:
-        built: Transport = registered.factory(options, clock=clock)
-    except ConfigError as exc:
+        return (
+            registered.factory(options, clock=clock)
+            if options is not None
+            else registered.factory(clock=clock)
+        )
+    except ConfigError as exc:  # say where, like every other config error
         raise ConfigError(f"{where}: {exc}") from exc.__cause__
     except LLMChainError:
         raise
     except Exception as exc:
-        raise ConfigError(f"{where}: building transport failed: {exc}") from exc
-    return built
+        raise ConfigError(
+            f"{where}: building {registered.name!r} (from {registered.plugin}) failed: {exc}"
+        ) from exc
