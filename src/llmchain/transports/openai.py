@@ -41,6 +41,8 @@ from .._models import LLMRequest, LLMResponse, Usage
 from ..hookspecs import hookimpl
 from ._http import HTTPOptions, HTTPTransport
 from ._http_errors import error_from_event
+from ._openai_wire import answer_from_openai, messages_to_openai, tool_choice_to_openai, tools_to_openai
+from ._tool_stream import ToolCallAssembler
 
 _NAME_OK = re.compile(r"[^a-zA-Z0-9_-]")
 
@@ -84,10 +86,14 @@ class OpenAITransport(HTTPTransport):
         o = self.options
         body: dict[str, Any] = {
             "model": request.model or o.model,
-            "messages": [{"role": m.role, "content": m.content} if m.name is None
-                         else {"role": m.role, "content": m.content, "name": m.name}
-                         for m in request.messages],
+            "messages": messages_to_openai(request.messages, self.name),
         }
+        if request.tools:
+            body["tools"] = tools_to_openai(request.tools)
+        if request.tool_choice is not None:
+            body["tool_choice"] = tool_choice_to_openai(request.tool_choice)
+        if request.parallel_tool_calls is not None:
+            body["parallel_tool_calls"] = request.parallel_tool_calls
         if request.temperature is not None:
             body["temperature"] = request.temperature
         if request.max_tokens is not None:
@@ -119,8 +125,9 @@ class OpenAITransport(HTTPTransport):
         message = choice["message"]
         usage = data.get("usage") or {}
         notes = {"refusal": message["refusal"]} if message.get("refusal") else {}
+        text, parts, calls = answer_from_openai(message)
         return LLMResponse(
-            text=_text(message.get("content")),
+            text=text, parts=parts, tool_calls=calls,
             usage=Usage(input_tokens=usage.get("prompt_tokens") or 0,
                                         output_tokens=usage.get("completion_tokens") or 0),
             model=data.get("model"),
@@ -131,12 +138,6 @@ class OpenAITransport(HTTPTransport):
 
     def stream_state(self, request: LLMRequest) -> _StreamState:
         return _StreamState(self.name, request.model or self.options.model)
-
-
-def _text(content: Any) -> str:
-    if content is None or isinstance(content, str):
-        return content or ""
-    return "".join(p.get("text", "") for p in content if isinstance(p, dict))  # content parts
 
 
 def _schema_name(schema: dict[str, Any]) -> str:
@@ -155,6 +156,7 @@ class _StreamState:
         self.finish: str | None = None
         self.usage: dict[str, Any] = {}
         self.done = False
+        self.tools = ToolCallAssembler()
 
     def feed(self, event: str | None, data: str) -> str | None:
         if data == "[DONE]":
@@ -172,7 +174,10 @@ class _StreamState:
         choice = choices[0]
         if choice.get("finish_reason"):
             self.finish = choice["finish_reason"]
-        text = (choice.get("delta") or {}).get("content")
+        delta = choice.get("delta") or {}
+        if delta.get("tool_calls"):
+            self.tools.openai_deltas(delta["tool_calls"])
+        text = delta.get("content")
         if text:
             self.parts.append(text)
         return text
@@ -190,6 +195,7 @@ class _StreamState:
             usage=Usage(input_tokens=self.usage.get("prompt_tokens") or 0,
                                         output_tokens=self.usage.get("completion_tokens") or 0),
             model=self.model, finish_reason=self.finish, headers=headers,
+            tool_calls=self.tools.calls(),
         )
 
 
