@@ -37,7 +37,9 @@ def _bytes(value: Any) -> Any:
     """base64 text → bytes (what the providers' wire formats carry); bytes unchanged."""
     if isinstance(value, str):
         try:
-            return base64.b64decode(value, validate=True)
+            # pydantic's JSON form of bytes is the URL-safe alphabet: accept both
+            altchars = b"-_" if "-" in value or "_" in value else None
+            return base64.b64decode(value, altchars=altchars, validate=True)
         except (binascii.Error, ValueError):
             raise ValueError("data must be bytes or a base64 string") from None
     return value

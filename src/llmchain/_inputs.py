@@ -18,15 +18,16 @@ _OPENAI_PARTS = frozenset({"image_url", "input_audio", "file", "refusal"})
 _ANTHROPIC_PARTS = frozenset({"image", "document", "tool_use", "tool_result", "thinking",
                               "redacted_thinking", "search_result", "server_tool_use"})
 _NEUTRAL_PARTS = frozenset({"text", "image", "document", "raw"})
+_NEUTRAL_KEYS = frozenset({"role", "content", "name", "tool_call_id", "tool_calls"})
 
 
 def style_of(message: Mapping[str, Any]) -> str:
     """"openai", "anthropic" or "neutral": which shape a message dict has."""
-    if message.get("tool_calls") and isinstance(message["tool_calls"][0], Mapping) \
-            and "function" in message["tool_calls"][0]:
-        return "openai"
-    if message.get("role") == "developer":
-        return "openai"
+    calls = message.get("tool_calls") or ()
+    if any(isinstance(c, Mapping) and "name" not in c for c in calls):
+        return "openai"  # {"id", "type": "function", "function": {...}}
+    if message.get("role") == "developer" or set(message) - _NEUTRAL_KEYS:
+        return "openai"  # its converter names the keys it cannot represent
     content = message.get("content")
     if isinstance(content, list):
         for part in content:
