@@ -137,7 +137,7 @@ def test_openai_and_anthropic_dicts_are_accepted_as_input() -> None:
     assert request.messages[4].tool_calls == (ToolCall(id="t1", name="g", arguments='{"x": 1}'),)
 
 
-@pytest.mark.parametrize("message, match", [
+@pytest.mark.parametrize(("message", "match"), [
     ({"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t", "content": "x", "is_error": True}]},
      "is_error"),
     ({"role": "assistant", "content": None, "tool_calls": [{"id": "c"}], "audio": {"id": "a"}}, "audio"),
@@ -157,7 +157,7 @@ def test_a_part_a_transport_cannot_send_names_part_and_transport() -> None:
     assert "document by URL" in str(caught.value)
     assert anthropic_transport().encode(doc_by_url, False)["messages"][0]["content"][1]["source"]["type"] == "url"
     foreign = LLMRequest(messages=[Message(role="user", content=[RawPart(provider="openai", data={"type": "x"})])])
-    with pytest.raises(UnsupportedContent, match="anthropic.*messages\\[0\\].content\\[0\\].*another provider"):
+    with pytest.raises(UnsupportedContent, match=r"anthropic.*messages\[0\]\.content\[0\].*another provider"):
         anthropic_transport().encode(foreign, False)
     image_in_system = LLMRequest(messages=[Message(role="system", content=[ImagePart(data=PNG)])])
     with pytest.raises(UnsupportedContent, match="system"):

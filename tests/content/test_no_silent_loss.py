@@ -9,10 +9,10 @@ from typing import Any
 import pytest
 
 from llmchain import CallError, Chain, LLMRequest, LLMResponse, RawPart
-from llmchain.testing.fault_server import Fault, FaultServer
-from llmchain.testing.strategies import FAST_FAULTS
 from llmchain.testing._responder import _NOT_JSON_TEXT
 from llmchain.testing._wire import Ask, completion, schema_violation, stream_events
+from llmchain.testing.fault_server import Fault, FaultServer
+from llmchain.testing.strategies import FAST_FAULTS
 from llmchain.transports._sse import SSEDecoder
 from tests.content.helpers import anthropic_transport, openai_transport
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -45,6 +47,6 @@ def test_any_split_of_the_arguments_reassembles_exactly(text: str, cuts: list[in
     points = sorted({min(c, len(text)) for c in cuts} | {0, len(text)})
     tools = ToolCallAssembler()
     tools.openai_deltas([{"index": 0, "id": "c", "function": {"name": "f"}}])
-    for a, b in zip(points, points[1:], strict=False):
+    for a, b in itertools.pairwise(points):
         tools.openai_deltas([{"index": 0, "function": {"arguments": text[a:b]}}])
     assert tools.calls()[0].arguments == (text or "{}")

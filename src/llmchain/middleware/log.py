@@ -204,10 +204,10 @@ class LogMiddleware:
                                else describe_message(m) for m in request.messages)
             fields["prompt"] = trim(redact(prompt), limit)
             if response is not None:
-                fields["answer"] = trim(redact(response.text), limit)
-                if response.tool_calls:  # arguments are model output: redacted like the text
-                    fields["tool_calls"] = [f"{c.name}({trim(redact(c.arguments), limit)})"
-                                            for c in response.tool_calls]
+                answer = response.text
+                if response.tool_calls or response.parts:  # arguments redacted like the text
+                    answer = describe_message(response.message).partition(": ")[2]
+                fields["answer"] = trim(redact(answer), limit)
         # what log.log(level, message, extra=fields) does, without its slow steps: finding the
         # caller (this line: always the same, so its file and line are looked up once) and
         # checking each extra key against the record's attributes (these keys are fixed, none is)
