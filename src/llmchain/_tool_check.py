@@ -5,7 +5,8 @@ the schema of the tool it names. Arguments that are broken JSON are repaired loc
 fixes as the ``repair`` stage uses for answers); arguments that still fail raise OutputInvalid
 listing each violation as ``"tool_name (call_id): path: message"``. The ``repair`` stage then
 re-asks with the rejected assistant turn plus one tool-result message per call carrying its
-errors, so the model sees exactly which call was wrong and why.
+errors, so the model sees exactly which call was wrong and why. Structured output that came
+through a forced tool is re-asked the same way: its call is answered with the validation error.
 
 Schema checks use the ``jsonschema`` extra; without it only the JSON itself is checked.
 """
@@ -23,6 +24,8 @@ from ._structured import remember
 from ._tools import Tool, ToolCall
 
 _ERRORS_ATTR = "_llmchain_tool_errors"
+#: Where transports record the call that carried a structured answer (see _structured_tool).
+STRUCTURED_NOTE = "structured_tool_call"
 NOT_RUN = ("Not run: another call in this turn had invalid arguments. Call it again (with the "
            "corrected calls) if it is still needed.")
 
@@ -98,3 +101,11 @@ def tool_reask_messages(rejected: LLMResponse, errors: dict[str, list[str]]) -> 
              "Call the tool again with corrected arguments."])
         results.append(Message(role="tool", content=text, tool_call_id=call.id))
     return (rejected.message, *results)
+
+
+def structured_reask_messages(call: Any, problem: str) -> tuple[Message, ...]:
+    """A structured answer given through a tool, re-asked by answering that call with what was
+    wrong (the model then calls the tool again, as the request still forces it)."""
+    tool_call = ToolCall(id=str(call["id"]), name=str(call["name"]), arguments=str(call["arguments"]))
+    return (Message(role="assistant", content="", tool_calls=(tool_call,)),
+            tool_call.result(problem))

@@ -169,3 +169,32 @@ def test_every_fault_gives_an_answer_or_a_typed_error(api: str, stream: bool) ->
                                              "schema_invalid": json.dumps(schema_violation({}))
                                              }.get(fault.kind, "hello there")
                 assert response.text == expected
+
+
+def test_streamed_thinking_and_cited_blocks_are_rebuilt_whole() -> None:
+    events = [
+        {"type": "message_start", "message": {"model": "m", "usage": {"input_tokens": 3}}},
+        {"type": "content_block_start", "index": 0, "content_block": {"type": "thinking", "thinking": "", "signature": ""}},
+        {"type": "content_block_delta", "index": 0, "delta": {"type": "thinking_delta", "thinking": "Let me "}},
+        {"type": "content_block_delta", "index": 0, "delta": {"type": "thinking_delta", "thinking": "think."}},
+        {"type": "content_block_delta", "index": 0, "delta": {"type": "signature_delta", "signature": "EqQB"}},
+        {"type": "content_block_stop", "index": 0},
+        {"type": "content_block_start", "index": 1, "content_block": {"type": "text", "text": ""}},
+        {"type": "content_block_delta", "index": 1, "delta": {"type": "text_delta", "text": "Paris."}},
+        {"type": "content_block_delta", "index": 1, "delta": {
+            "type": "citations_delta", "citation": {"type": "char_location", "cited_text": "Paris"}}},
+        {"type": "content_block_start", "index": 2, "content_block": {
+            "type": "tool_use", "id": "toolu_1", "name": "get_weather", "input": {}}},
+        {"type": "content_block_delta", "index": 2, "delta": {"type": "input_json_delta", "partial_json": '{"city": "Paris"}'}},
+        {"type": "message_delta", "delta": {"stop_reason": "tool_use"}, "usage": {"output_tokens": 9}},
+        {"type": "message_stop"},
+    ]
+    state = anthropic_transport().stream_state(LLMRequest(messages=[{"role": "user", "content": "q"}]))
+    for event in events:
+        state.feed(event["type"], json.dumps(event))
+    response = state.response({})
+    assert [p.data for p in response.parts] == [  # type: ignore[union-attr]
+        {"type": "thinking", "thinking": "Let me think.", "signature": "EqQB"},
+        {"type": "text", "text": "Paris.", "citations": [{"type": "char_location", "cited_text": "Paris"}]}]
+    assert response.text == "Paris." and response.tool_calls[0].args == {"city": "Paris"}
+    assert response.message.content == response.parts  # sent back whole in the next turn

@@ -34,7 +34,7 @@ from .._models import LLMRequest, LLMResponse, Message
 from .._redact import trim
 from .._schema import OutputSchema, SchemaMismatch
 from .._structured import expected_kind, invalid_error, resolve_schema, response_of, schema_of
-from .._tool_check import tool_errors, tool_reask_messages
+from .._tool_check import STRUCTURED_NOTE, structured_reask_messages, tool_errors, tool_reask_messages
 from .._types import Next
 from ..hookspecs import hookimpl
 
@@ -206,6 +206,11 @@ class RepairMiddleware:
         rejected, per_call = response_of(error), tool_errors(error)
         if rejected is not None and per_call is not None:  # tool-call arguments: answer the calls
             extra = tool_reask_messages(rejected, per_call)
+        elif rejected is not None and STRUCTURED_NOTE in rejected.notes:  # answered through a tool
+            call = rejected.notes[STRUCTURED_NOTE]
+            problem = reask_messages(error, schema if options.include_schema else None,
+                                     f"Call the {call['name']} tool again with the corrected input.")
+            extra = structured_reask_messages(call, problem[-1].text)
         else:
             extra = reask_messages(error, schema if options.include_schema else None, options.instruction)
         messages = request.messages + extra

@@ -109,3 +109,19 @@ def media_tokens(messages: Iterable[Any]) -> int:
             total += IMAGE_TOKENS if kind in ("image_url", "image") else 0
             total += DOCUMENT_TOKENS if kind in ("file", "document") else 0
     return total
+
+
+def tool_results(messages: list[Any]) -> list[str] | None:
+    """The texts of the tool results the last turn sends back, or None when it sends none."""
+    trailing: list[str] = []
+    for message in reversed(messages):
+        if not isinstance(message, Mapping) or message.get("role") != "tool":
+            break
+        trailing.insert(0, describe(message.get("content")))
+    if trailing:
+        return trailing
+    message = messages[-1] if messages and isinstance(messages[-1], Mapping) else {}
+    content = message.get("content")
+    blocks = [b for b in content if isinstance(b, Mapping) and b.get("type") == "tool_result"] \
+        if isinstance(content, list) else []
+    return [describe(b.get("content", "")) for b in blocks] or None

@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,7 +31,7 @@ from ._http11 import Connection, HttpRequest, Reply, response
 from ._limits import ServerLimits
 from ._responder import Responder
 from ._wire import Api, error_body, read_ask, tokens
-from ._wire_tools import describe
+from ._wire_tools import describe, tool_results
 
 __all__ = ["Fault", "FaultPlan", "FaultServer", "RecordedRequest"]
 
@@ -72,6 +72,8 @@ class FaultServer:
     structured-output requests (default: a value built from their schema). ``piece_chars``:
     text per stream event; ``stream_interval_s``: pause between stream events. ``api_key``:
     require this key (401 otherwise). ``record=False`` keeps no request records.
+    ``tool_calls``: answer requests that offer tools with these calls (``{"name", "arguments"}``)
+    until the conversation sends tool results back, which are then echoed.
     """
 
     def __init__(
@@ -86,6 +88,7 @@ class FaultServer:
         piece_chars: int = 16,
         stream_interval_s: float = 0.0,
         api_key: str | None = None,
+        tool_calls: Sequence[Mapping[str, Any]] = (),
         record: bool = True,
         host: str = "127.0.0.1",
         port: int = 0,
@@ -94,6 +97,7 @@ class FaultServer:
         self._plan = FaultPlan.coerce(plan, seed)
         self._limits = ServerLimits(rpm_limit, tpm_limit)
         self._content = content
+        self._tool_calls = list(tool_calls)
         self._responder = Responder(json_content=json_content, piece_chars=piece_chars,
                                     stream_interval_s=stream_interval_s)
         self.api_key = api_key
@@ -279,6 +283,11 @@ class FaultServer:
             return answer, []
         if schema is not None:
             return self._responder.json_answer(schema), []
+        if self._tool_calls and body.get("tools"):
+            results = tool_results(body["messages"])
+            if results is None:
+                return "", self._tool_calls
+            return "Tool results: " + "; ".join(results), []
         if content == "echo":
             messages = body["messages"]
             for message in reversed(messages):

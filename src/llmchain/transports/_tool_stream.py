@@ -57,6 +57,14 @@ class ToolCallAssembler:
     def arguments(self, index: int) -> str:
         return "".join(self._args.get(index, ()))
 
+    def call_named(self, name: str) -> ToolCall | None:
+        """The (last) call to ``name``, e.g. the structured-output tool's."""
+        found = [i for i in sorted(self._names) if self._names[i] == name]
+        if not found:
+            return None
+        i = found[-1]
+        return ToolCall(id=self._ids.get(i, ""), name=name, arguments="".join(self._args.get(i, ())) or "{}")
+
     def calls(self, skip_name: str | None = None) -> tuple[ToolCall, ...]:
         """The assembled calls (``skip_name``: leave out the structured-output tool)."""
         return tuple(ToolCall(id=self._ids.get(i, ""), name=self._names[i],

@@ -12,7 +12,8 @@ Structured output (``request.output_schema``) uses forced tool use: one tool who
 is the requested schema, ``tool_choice`` naming it; the tool input comes back as JSON text in
 ``LLMResponse.text``. A schema that is not an object is wrapped as ``{"value": ...}`` (the API
 requires an object) and unwrapped again. Stop reasons are reported in OpenAI's words
-(``stop``, ``length``, ``content_filter``) so stages can treat providers alike.
+(``stop``, ``length``, ``content_filter``, ``tool_calls``) so stages can treat providers alike.
+Messages, parts and tools map onto the API in ``_anthropic_wire`` (table: docs/content.md).
 """
 
 from __future__ import annotations
@@ -34,6 +35,8 @@ from ._anthropic_wire import (
 )
 from ._http import HTTPOptions, HTTPTransport
 from ._http_errors import error_from_event
+from ._stream_blocks import StreamBlocks
+from ._structured_tool import answer_text, note, tool_schema
 from ._tool_stream import ToolCallAssembler
 
 FINISH = {"end_turn": "stop", "stop_sequence": "stop", "tool_use": "stop",
@@ -95,7 +98,7 @@ class AnthropicTransport(HTTPTransport):
         if request.stop:
             body["stop_sequences"] = list(request.stop)
         if request.output_schema is not None and self._tool_mode(request):
-            schema, _ = _tool_schema(request.output_schema)
+            schema, _ = tool_schema(request.output_schema)
             body["tools"] = [*body.get("tools", ()), {"name": o.tool_name, "input_schema": schema,
                               "description": "Give the answer as this tool's input."}]
             body["tool_choice"] = {"type": "tool", "name": o.tool_name}
@@ -110,43 +113,30 @@ class AnthropicTransport(HTTPTransport):
             raise error_from_event(data, json.dumps(data), where=self.name)
         blocks = data["content"]
         text = None
+        notes: dict[str, Any] = {}
         tool = self._tool_mode(request)
         if tool:
             for block in blocks:
                 if block["type"] == "tool_use" and block["name"] == self.options.tool_name:
                     text = _tool_text(block["input"], request)
+                    notes = note(block["id"], block["name"], json.dumps(block["input"]))
         answer, parts, calls = answer_from_anthropic(blocks, self.options.tool_name if tool else None)
         stop = data.get("stop_reason")
         return LLMResponse(
             text=answer if text is None else text, usage=_usage(data.get("usage") or {}),
             model=data.get("model"), finish_reason=_finish(stop, calls), headers=headers,
-            parts=parts, tool_calls=calls,
+            parts=parts, tool_calls=calls, notes=notes,
         )
 
     def stream_state(self, request: LLMRequest) -> _StreamState:
         tool = self._tool_mode(request)
-        wrapped = tool and _tool_schema(request.output_schema or {})[1]
-        state = _StreamState(self.name, request.model or self.options.model, tool, wrapped)
-        state.tool_name = self.options.tool_name
-        return state
-
-
-def _tool_schema(schema: dict[str, Any]) -> tuple[dict[str, Any], bool]:
-    """(input schema, wrapped?): the API wants an object, so anything else becomes ``value``."""
-    if schema.get("type") == "object" or ("type" not in schema and "properties" in schema):
-        return schema, False
-    inner = dict(schema)
-    defs = inner.pop("$defs", None)
-    wrapper: dict[str, Any] = {"type": "object", "properties": {"value": inner}, "required": ["value"]}
-    if defs is not None:
-        wrapper["$defs"] = defs
-    return wrapper, True
+        wrapped = tool and tool_schema(request.output_schema or {})[1]
+        return _StreamState(self.name, request.model or self.options.model, tool, wrapped,
+                            self.options.tool_name)
 
 
 def _tool_text(value: Any, request: LLMRequest) -> str:
-    if _tool_schema(request.output_schema or {})[1] and isinstance(value, dict) and "value" in value:
-        value = value["value"]
-    return json.dumps(value)
+    return answer_text(value, tool_schema(request.output_schema or {})[1])
 
 
 def _finish(stop: str | None, calls: tuple[Any, ...]) -> str | None:
@@ -166,21 +156,25 @@ def _usage(usage: dict[str, Any]) -> Usage:
 class _StreamState:
     """Messages stream events → text deltas (tool input JSON deltas in tool mode)."""
 
-    def __init__(self, where: str, model: str, tool: bool, wrapped: bool) -> None:
+    def __init__(self, where: str, model: str, tool: bool, wrapped: bool,
+                 tool_name: str = "respond") -> None:
         self.where, self.model, self.tool, self.wrapped = where, model, tool, wrapped
-        self.tool_name = "respond"
+        self.tool_name = tool_name
         self.text: list[str] = []
         self.tool_json: list[str] = []
         self.usage: dict[str, Any] = {}
         self.stop: str | None = None
         self.done = False
         self.tools = ToolCallAssembler()
+        self.blocks = StreamBlocks()  # thinking, cited text...: kept for response.parts
 
     def feed(self, event: str | None, data: str) -> str | None:
         obj = json.loads(data)
         kind = obj.get("type") or event
         if kind == "content_block_delta":
             delta = obj["delta"]
+            if delta["type"] != "input_json_delta":
+                self.blocks.delta(obj["index"], delta)
             if delta["type"] == "text_delta":
                 self.text.append(delta["text"])
                 return None if self.tool else delta["text"]
@@ -193,6 +187,8 @@ class _StreamState:
             block = obj["content_block"]
             if block["type"] == "tool_use":
                 self.tools.start(obj["index"], block["id"], block["name"])
+            else:
+                self.blocks.start(obj["index"], block)
         elif kind == "message_start":
             message = obj["message"]
             self.model = message.get("model") or self.model
@@ -224,9 +220,12 @@ class _StreamState:
 
     def response(self, headers: dict[str, str]) -> LLMResponse:
         calls = self.tools.calls(self.tool_name if self.tool else None)
+        answered = self.tools.call_named(self.tool_name) if self.tool else None
+        notes = note(answered.id, answered.name, answered.arguments) if answered is not None else {}
         return LLMResponse(
             text=self._answer(), usage=_usage(self.usage), model=self.model,
             finish_reason=_finish(self.stop, calls), headers=headers, tool_calls=calls,
+            parts=self.blocks.parts(), notes=notes,
         )
 
 

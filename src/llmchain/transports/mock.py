@@ -37,6 +37,7 @@ from .._exceptions import (
     TimeoutExceeded,
     TransportError,
 )
+from .._media_tokens import part_tokens
 from .._models import LLMRequest, LLMResponse, Usage
 from .._tools import ToolCall
 from ..hookspecs import hookimpl
@@ -178,10 +179,13 @@ class MockTransport:
 
     def _response(self, request: LLMRequest, text: str, reply: MockReply | None) -> LLMResponse:
         prompt_chars = sum(content_chars(m.content) for m in request.messages)
+        # images and documents, as a provider would count them
+        media = sum(part_tokens(p, "openai") for m in request.messages
+                    if not isinstance(m.content, str) for p in m.content)
         usage = Usage(
             input_tokens=reply.input_tokens
             if reply and reply.input_tokens is not None
-            else max(1, prompt_chars // 4),
+            else max(1, prompt_chars // 4) + media,
             output_tokens=reply.output_tokens
             if reply and reply.output_tokens is not None
             else max(1, len(text) // 4),
