@@ -92,12 +92,14 @@ class ValidateMiddleware:
             self._attach = {"output_schema": self._own.json_schema, "output_type": self._own.model}
 
     async def handle(self, request: LLMRequest, call_next: Next) -> LLMResponse:
-        if not request.tools:
-            return await self._handle(request, call_next)
-        response = await self._handle(request, call_next)
-        return check_tool_calls(request, response) if response.tool_calls else response
+        if request.tools:  # tool calls in the answer are checked against their tools' schemas
+            response = await self._validate(request, call_next)
+            return check_tool_calls(request, response) if response.tool_calls else response
+        if request.output_type is None and request.output_schema is None and self._own is None:
+            return await call_next(request)  # nothing to check: no extra frame for plain calls
+        return await self._validate(request, call_next)
 
-    async def _handle(self, request: LLMRequest, call_next: Next) -> LLMResponse:
+    async def _validate(self, request: LLMRequest, call_next: Next) -> LLMResponse:
         if request.output_type is None and request.output_schema is None:
             schema = self._own
             if schema is None:
