@@ -10,6 +10,7 @@ Quick use::
 from ._chain import Chain
 from ._clock import REAL_CLOCK, Clock, RealClock, clip_wait, fits_in_deadline, time_left
 from ._config import ChainConfig, StageSpec, TransportSpec, load_config
+from ._content import DocumentPart, ImagePart, RawPart, TextPart
 from ._events import Event, Observer, emit
 from ._exceptions import (
     CacheMiss,
@@ -27,10 +28,12 @@ from ._exceptions import (
     StoreUnavailable,
     TimeoutExceeded,
     TransportError,
+    UnsupportedContent,
 )
 from ._models import Attempt, CacheInfo, LLMRequest, LLMResponse, Message, Usage
 from ._order import OrderWarning
 from ._redact import register_pattern, register_secret
+from ._tools import Tool, ToolCall
 from ._types import Middleware, Next, Transport
 from .hookspecs import hookimpl
 
@@ -46,8 +49,10 @@ __all__ = [
     "CircuitOpen",
     "Clock",
     "ConfigError",
+    "DocumentPart",
     "Event",
     "GaveUp",
+    "ImagePart",
     "LLMChainError",
     "LLMRequest",
     "LLMResponse",
@@ -63,13 +68,18 @@ __all__ = [
     "ProviderError",
     "REAL_CLOCK",
     "RateLimited",
+    "RawPart",
     "RealClock",
     "StageSpec",
     "StoreUnavailable",
+    "TextPart",
     "TimeoutExceeded",
+    "Tool",
+    "ToolCall",
     "Transport",
     "TransportError",
     "TransportSpec",
+    "UnsupportedContent",
     "Usage",
     "__version__",
     "clip_wait",
