@@ -12,10 +12,12 @@ from ._clock import REAL_CLOCK, Clock, RealClock, clip_wait, fits_in_deadline, t
 from ._config import ChainConfig, StageSpec, TransportSpec, load_config
 from ._events import Event, Observer, emit
 from ._exceptions import (
+    BudgetExceeded,
     CacheMiss,
     CallError,
     CircuitOpen,
     ConfigError,
+    EmbeddingFailed,
     GaveUp,
     LLMChainError,
     OutputError,
@@ -38,6 +40,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Attempt",
+    "BudgetExceeded",
     "CacheInfo",
     "CacheMiss",
     "CallError",
@@ -46,6 +49,7 @@ __all__ = [
     "CircuitOpen",
     "Clock",
     "ConfigError",
+    "EmbeddingFailed",
     "Event",
     "GaveUp",
     "LLMChainError",

@@ -147,6 +147,8 @@ class LLMRequest(_Frozen):
     timeout_s: float | None = Field(None, gt=0, description="Total time allowed for the call.")
     deadline: float | None = Field(None, description="Absolute deadline on the chain's clock.")
     attempt: int = Field(1, ge=1, description="Set by retrying stages; 1 on the first try.")
+    embed_input: tuple[str, ...] | None = Field(
+        None, description="Texts to embed: set, this is an embedding request (messages unused).")
 
     def remaining(self, now: float) -> float | None:
         """Seconds left before the deadline (may be negative), or None without a deadline."""
@@ -155,6 +157,10 @@ class LLMRequest(_Frozen):
     def summary(self) -> str:
         """One line describing what is sent, without message bodies."""
         chars = sum(len(m.content) for m in self.messages)
+        if self.embed_input is not None:
+            chars = sum(len(t) for t in self.embed_input)
+            texts = len(self.embed_input)
+            return f"model={self.model or 'default'}, embedding of {texts} text(s), {chars} chars"
         schema = ", structured" if self.output_schema or self.output_type else ""
         return f"model={self.model or 'default'}, {len(self.messages)} message(s), {chars} chars{schema}"
 
@@ -178,6 +184,8 @@ class LLMResponse(_Frozen):
     notes: dict[str, Any] = Field(
         default_factory=dict, description="What stages did (e.g. repaired=True), for logs."
     )
+    embeddings: tuple[tuple[float, ...], ...] | None = Field(
+        None, description="One vector per input text, in order (embedding requests only).")
 
 
 

@@ -36,6 +36,7 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "llmchain.middleware.parse",
     "llmchain.middleware.cache",
     "llmchain.middleware.log",
+    "llmchain.middleware.budget",
 )
 
 ENTRY_POINT_GROUP = "llmchain"
