@@ -37,6 +37,7 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "llmchain.middleware.cache",
     "llmchain.middleware.log",
     "llmchain.middleware.budget",
+    "llmchain.middleware.route",
 )
 
 ENTRY_POINT_GROUP = "llmchain"
