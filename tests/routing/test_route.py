@@ -198,12 +198,17 @@ def test_route_composes_with_retry_fallback_cache_and_log(caplog: pytest.LogCapt
     assert line["notes"]["route"]["reason"].startswith("weighted random")  # and why it was chosen
 
 
-def test_route_must_be_innermost() -> None:
+def test_a_deployment_without_a_transport_uses_the_chains_through_the_inner_stages() -> None:
     clock = FakeClock()
-    stage = RouteMiddleware(RouteMiddleware.Options(deployments=[{"name": "a"}]), clock=clock)  # type: ignore[list-item]
-    chain = Chain([stage, "retry"], "mock", clock=clock)
-    with pytest.raises(ConfigError, match="route must be the innermost stage"):
-        chain.complete("q")
+    inner = MockTransport.scripted(MockReply(error="server_error"), "from the chain", clock=clock)
+    own = mocks(clock, other=[])
+    stage = RouteMiddleware(RouteMiddleware.Options(deployments=[{"name": "main", "weight": 100},  # type: ignore[list-item]
+                                                                 {"name": "other", "weight": 0.01}], seed=1),
+                            clock=clock, transports=own)
+    chain = Chain([stage, {"use": "retry", "base_s": 0.01}], inner, clock=clock)
+    answer = chain.complete("q")
+    assert answer.served_by == "main" and answer.text == "from the chain"  # retry inside route applied
+    assert len(inner.calls) == 2 and own["other"].calls == []
 
 
 @pytest.mark.parametrize(("deployments", "problem"), [

@@ -75,7 +75,7 @@ def key_material(request: LLMRequest, namespace: str = "default",
     schema = request.output_schema
     if schema is None and request.output_type is not None:
         schema = _schema_of(request.output_type)
-    return [
+    material = [
         KEY_VERSION,
         namespace,
         _without_secrets(transport) if transport else {},
@@ -89,6 +89,9 @@ def key_material(request: LLMRequest, namespace: str = "default",
         _without_secrets(request.extra) if request.extra else {},
         schema,
     ]
+    if request.embed_input is not None:  # embeddings only: completions keep their keys
+        material.append(["embed", list(request.embed_input)])
+    return material
 
 
 def cache_key(request: LLMRequest, namespace: str = "default",

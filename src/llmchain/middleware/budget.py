@@ -91,6 +91,7 @@ class BudgetMiddleware:
     class Options(SharedStateOptions):
         limits: list[Limit] = Field(default_factory=list, description="The spend limits (all apply).")
         prices: dict[str, tuple[float, float]] = Field(default_factory=dict, description="USD per 1M tokens (input, output) by model, over the built-in table.")  # noqa: E501
+        model: str | None = Field(None, description="Model whose price estimates calls that name none (e.g. behind route); None: the transport's.")  # noqa: E501
         tokenizer: str = Field("auto", description="As rate_limit's: how prompt tokens are estimated.")
         output_tokens: int = Field(256, ge=0, description="Output tokens estimated when a request sets no max_tokens.")  # noqa: E501
 
@@ -120,6 +121,8 @@ class BudgetMiddleware:
     def _model(self, request: LLMRequest) -> str | None:
         if request.model is not None:
             return request.model
+        if self.options.model is not None:
+            return self.options.model
         identity = request.metadata.get(TRANSPORT_METADATA_KEY)
         return identity.get("model") if isinstance(identity, Mapping) else None
 

@@ -21,10 +21,10 @@ chosen (and what was skipped), which the ``log`` stage prints. State (in flight,
 load, cool-downs, header headroom) is in memory or, with ``store = "redis"``, shared by every
 process; so are the deployments' limiters and breakers.
 
-``route`` is the innermost stage: it calls the deployments' transports, not the chain's (stages
-inside it would be skipped, so the chain refuses that). Put ``retry`` and ``fallback`` outside
-it (a retry picks again; a fallback catches what no deployment could answer), ``cache`` and
-``budget`` further out.
+A deployment with a ``transport`` table is called directly (behind its own breaker and
+limiter); one without uses the chain's own transport, through the stages inside ``route``.
+Put ``route`` innermost, with ``retry`` and ``fallback`` outside it (a retry picks again; a
+fallback catches what no deployment could answer), ``cache`` and ``budget`` further out.
 """
 
 from __future__ import annotations
@@ -64,7 +64,7 @@ class Deployment(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     name: str = Field(description="Label in served_by, logs and shared state.")
-    transport: dict[str, Any] = Field(default_factory=dict, description="A table like [transport]: use = ..., its options.")  # noqa: E501
+    transport: dict[str, Any] | None = Field(None, description="A table like [transport]: use = ..., its options; none: the chain's own transport (through the stages inside route).")  # noqa: E501
     model: str | None = Field(None, description="Model to ask this deployment for; None: the request's, else the transport's.")  # noqa: E501
     weight: float = Field(1.0, gt=0, description="Share of calls (weighted_random) and tie-breaker for the others.")  # noqa: E501
     rpm: int | None = Field(None, ge=1, description="Requests per minute this deployment allows.")
@@ -116,16 +116,12 @@ class RouteMiddleware:
         self._names = tuple(self.deployments)
 
     async def handle(self, request: LLMRequest, call_next: Next) -> LLMResponse:
-        if not isinstance(call_next, TransportCall):
-            raise ConfigError("route must be the innermost stage: it sends to its deployments' transports, "
-                              "so stages inside it would be skipped. Move them outside route, or into a "
-                              "deployment's breaker/limits")
         if self._shared:
             with store_deadline(request, self._clock):
-                return await self._route(request)
-        return await self._route(request)
+                return await self._route(request, call_next)
+        return await self._route(request, call_next)
 
-    async def _route(self, request: LLMRequest) -> LLMResponse:
+    async def _route(self, request: LLMRequest, call_next: Next) -> LLMResponse:
         clock, o = self._clock, self.options
         needed = self._estimator.request_tokens(request, o.output_tokens) if self._windows else 0
         tried: set[str] = set()
@@ -145,13 +141,14 @@ class RouteMiddleware:
                                     headroom(states[b.name], b.spec.rpm, now)) for b in ready]
             for candidate, reason in order(o.strategy, candidates, self._rng):
                 built = self.deployments[candidate.name]
-                outcome = await self._try(built, request)
+                outcome = await self._try(built, request, call_next)
                 if isinstance(outcome, LLMResponse):
                     why = reason if not skipped else f"{reason}; after {', '.join(skipped)}"
                     emit("route", "route", deployment=built.name, reason=why)
                     notes = {**outcome.notes, "route": {"deployment": built.name, "strategy": o.strategy,
                                                         "reason": reason, "skipped": list(skipped)}}
-                    return copy_with(outcome, {"served_by": built.name, "notes": notes})
+                    # a deployment on the chain's transport may already be labelled by a stage inside
+                    return copy_with(outcome, {"served_by": outcome.served_by or built.name, "notes": notes})
                 if isinstance(outcome, float):  # its limiter has no room now: no cost, try later
                     waits.append(outcome)
                     skipped.append(f"{built.name}: at its limit")
@@ -171,7 +168,8 @@ class RouteMiddleware:
                     continue
                 await self._wait(request, min(waits), errors, skipped)
 
-    async def _try(self, built: _Built, request: LLMRequest) -> LLMResponse | float | CallError:
+    async def _try(self, built: _Built, request: LLMRequest,
+                   call_next: Next) -> LLMResponse | float | CallError:
         """The answer; or the wait until its limiter has room; or the error it failed with."""
         clock = self._clock
         model = built.spec.model if built.spec.model is not None else request.model
@@ -181,7 +179,8 @@ class RouteMiddleware:
         latency = cool = hint = None
         outcome: LLMResponse | float | CallError
         try:
-            response = await built.entry(sent)
+            entry = built.entry if built.entry is not None else compose(built.stages, call_next)
+            response = await entry(sent)
         except CallError as exc:
             outcome = exc
             if isinstance(exc, RateLimited) and exc.status_code is None:  # our limiter: nothing sent
@@ -246,13 +245,14 @@ class RouteMiddleware:
 
     async def aclose(self) -> None:
         for built in self.deployments.values():
-            await built.transport.aclose()
+            if built.transport is not None:
+                await built.transport.aclose()
 
 
 class _Built:
     """A deployment, built: its transport behind its own breaker and limiter."""
 
-    __slots__ = ("cooldown_s", "entry", "name", "spec", "transport")
+    __slots__ = ("cooldown_s", "entry", "name", "spec", "stages", "transport")
 
     def __init__(self, spec: Deployment, o: RouteMiddleware.Options, clock: Clock,
                  transport: Transport | None) -> None:
@@ -263,7 +263,9 @@ class _Built:
         where = f"route deployment {spec.name!r}"
         self.spec, self.name = spec, spec.name
         self.cooldown_s = spec.cooldown_s or o.cooldown_s
-        self.transport: Transport = transport or build_transport(spec.transport, registry, clock, where)
+        if transport is None and spec.transport is not None:
+            transport = build_transport(spec.transport, registry, clock, where)
+        self.transport: Transport | None = transport  # None: the chain's, through call_next
         # shared state is keyed by route share + deployment, so deployments never share a budget
         share = f"route:{o.share or 'default'}:{spec.name}" if (o.share or o.store != "memory") else None
         store = {"store": o.store, "share": share, "store_url": o.store_url, "store_url_env": o.store_url_env,
@@ -280,7 +282,8 @@ class _Built:
                               1, registry, clock, where)
         if limiter is not None:
             stages.append(limiter[2])
-        self.entry = compose(stages, TransportCall(self.transport, clock))
+        self.stages = stages
+        self.entry = compose(stages, TransportCall(transport, clock)) if transport is not None else None
 
     def fits(self, needed: int, min_window: int) -> bool:
         window = self.spec.context_window

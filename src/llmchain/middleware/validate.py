@@ -90,6 +90,8 @@ class ValidateMiddleware:
             self._attach = {"output_schema": self._own.json_schema, "output_type": self._own.model}
 
     async def handle(self, request: LLMRequest, call_next: Next) -> LLMResponse:
+        if request.embed_input is not None:  # embeddings pass through untouched
+            return await call_next(request)
         if request.output_type is None and request.output_schema is None:
             schema = self._own
             if schema is None:
