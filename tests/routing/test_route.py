@@ -239,3 +239,12 @@ def test_embeddings_route_like_completions() -> None:
 
 def test_usage_and_errors_are_typed() -> None:
     assert issubclass(RateLimited, CallError) and Usage().total_tokens == 0
+
+
+def test_a_call_too_large_for_one_deployments_tpm_goes_to_another_without_waiting() -> None:
+    clock = FakeClock()
+    chain = route_chain([{"name": "small", "tpm": 50, "weight": 100}, {"name": "big", "weight": 0.01}],
+                        mocks(clock, small=[], big=[]), clock=clock)
+    answer = chain.complete("x" * 400, max_tokens=10)  # ~117 tokens: more than small's whole tpm
+    assert answer.served_by == "big" and clock.slept == 0
+    assert chain.complete("hi", max_tokens=10).served_by == "small"  # not cooled down for it

@@ -162,10 +162,8 @@ class RouteMiddleware:
                 if not _deployment_problem(outcome):
                     raise outcome  # the request itself is wrong: no deployment will take it
             else:
-                if not waits:
-                    if errors:
-                        raise self._gave_up(errors, skipped)
-                    continue
+                if not waits:  # every fitting deployment failed (ready ones were all tried)
+                    raise self._gave_up(errors, skipped)
                 await self._wait(request, min(waits), errors, skipped)
 
     async def _try(self, built: _Built, request: LLMRequest,
@@ -184,7 +182,9 @@ class RouteMiddleware:
         except CallError as exc:
             outcome = exc
             if isinstance(exc, RateLimited) and exc.status_code is None:  # our limiter: nothing sent
-                outcome = exc.retry_after if exc.retry_after is not None else self.options.cooldown_s
+                if exc.retry_after is not None:
+                    outcome = exc.retry_after  # room later; no cool-down (a call too large for its
+                # tpm has none: it is passed over like a failed one, but not cooled down)
             elif _deployment_problem(exc) and not _context_exceeded(exc):
                 cool = clock.wall() + (exc.retry_after or built.cooldown_s)
                 headers = getattr(exc, "headers", None)
@@ -232,6 +232,8 @@ class RouteMiddleware:
             hint="shorten the prompt, lower max_tokens, or add a deployment with a larger context_window")
 
     def _gave_up(self, errors: list[CallError], skipped: list[str]) -> CallError:
+        if not errors:
+            return CallError("route: no deployment could take this call", retryable=False)
         if len(errors) == 1:
             return errors[0]
         last = errors[-1]
