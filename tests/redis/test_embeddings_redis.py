@@ -23,7 +23,7 @@ def test_chains_sharing_redis_share_embeddings_cache_budget_and_limits(
     two = Chain(stages, second, embeddings={"batch_size": 2})
     texts = [f"text {i:03d}" for i in range(5)]  # 2 tokens each
     assert one.embed(texts).vectors == [mock_vector(t, 8) for t in texts]
-    more = texts + ["text 100"]
+    more = [*texts, "text 100"]
     result = two.embed(more)
     assert result.vectors == [mock_vector(t, 8) for t in more] and result.cached == 5
     assert [t for c in second.calls for t in c.embed_input or ()] == ["text 100"]  # only the new one
