@@ -169,3 +169,13 @@ def test_cached_embeddings_say_so() -> None:
     again = chain.embed(["a"])
     assert again.cached == 1 and again.served_by == ["cache"]
     assert isinstance(LLMResponse(text="", embeddings=((1.0,),)).embeddings, tuple)
+
+
+def test_the_log_line_of_an_embedding_batch_counts_its_tokens(caplog: pytest.LogCaptureFixture) -> None:
+    import logging
+
+    chain = Chain([{"use": "log", "handler": "none"}], MockTransport(), embeddings={"model": "e5"})
+    with caplog.at_level(logging.INFO, "llmchain"):
+        chain.embed(["abcdefgh", "ijklmnop"])
+    line = caplog.records[-1].__dict__
+    assert (line["event"], line["outcome"], line["model"], line["tokens_in"]) == ("llm.call", "ok", "e5", 4)

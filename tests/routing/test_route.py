@@ -217,6 +217,7 @@ def test_a_deployment_without_a_transport_uses_the_chains_through_the_inner_stag
     ([{"name": "a", "transport": {"use": "nope"}}], "route deployment 'a'.*unknown transport 'nope'"),
     ([{"name": "a", "weight": 0}], "weight"),
     ([{"name": "a", "breaker": {"min_calls": 0}}], "min_calls"),
+    ([{"name": "a", "transport": {"use": "openai", "api_key": "sk-not-real"}}], "literal secret"),
 ])
 def test_bad_route_config_is_a_config_error(deployments: list[dict[str, Any]], problem: str) -> None:
     with pytest.raises(ConfigError, match=problem):
