@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ._exceptions import CallError, ConfigError, EmbeddingFailed
-from ._models import LLMRequest, LLMResponse, Usage
+from ._models import LLMRequest, LLMResponse, Usage, copy_with, new_request_id
 from ._tokens import get_estimator
 
 if TYPE_CHECKING:
@@ -102,12 +102,17 @@ async def aembed(chain: Chain, texts: Sequence[str], options: EmbeddingOptions,
     gate = asyncio.Semaphore(options.concurrency)
     metadata = params.pop("metadata", None) or {}
     model = params.pop("model", None) or options.model
+    try:  # validated once, as a completion's parameters are; each batch is a copy
+        template = LLMRequest(messages=(), embed_input=(), model=model, metadata=dict(metadata), **params)
+    except ValidationError as exc:
+        raise ConfigError(f"invalid embed() parameters: {exc}") from None
 
     async def one(start: int, stop: int) -> LLMResponse:
-        async with gate:
-            deadline = chain._deadline(params.get("timeout_s"))
-            request = LLMRequest(messages=(), embed_input=tuple(texts[start:stop]), model=model,
-                                 metadata=dict(metadata), **{**params, **deadline})
+        async with gate:  # each batch's deadline counts from when it starts
+            request = copy_with(template, {"embed_input": tuple(texts[start:stop]),
+                                           "request_id": new_request_id(),
+                                           "metadata": dict(template.metadata),
+                                           **chain._deadline(template.timeout_s)})
             return await chain._run(request)
 
     outcomes = await asyncio.gather(*(one(a, b) for a, b in ranges), return_exceptions=True)

@@ -179,3 +179,10 @@ def test_the_log_line_of_an_embedding_batch_counts_its_tokens(caplog: pytest.Log
         chain.embed(["abcdefgh", "ijklmnop"])
     line = caplog.records[-1].__dict__
     assert (line["event"], line["outcome"], line["model"], line["tokens_in"]) == ("llm.call", "ok", "e5", 4)
+
+
+def test_bad_embed_parameters_are_config_errors() -> None:
+    with pytest.raises(ConfigError, match="invalid embed"):
+        Chain([], MockTransport()).embed(["a"], timeout_s=-1)
+    with pytest.raises(ConfigError, match="invalid embed"):
+        Chain([], MockTransport()).embed(["a"], colour="blue")

@@ -182,9 +182,10 @@ class RouteMiddleware:
         except CallError as exc:
             outcome = exc
             if isinstance(exc, RateLimited) and exc.status_code is None:  # our limiter: nothing sent
+                # room later: wait for it, no cool-down. A call larger than the deployment's
+                # whole tpm (no retry_after) is passed over like a failure, but not cooled down.
                 if exc.retry_after is not None:
-                    outcome = exc.retry_after  # room later; no cool-down (a call too large for its
-                # tpm has none: it is passed over like a failed one, but not cooled down)
+                    outcome = exc.retry_after
             elif _deployment_problem(exc) and not _context_exceeded(exc):
                 cool = clock.wall() + (exc.retry_after or built.cooldown_s)
                 headers = getattr(exc, "headers", None)
