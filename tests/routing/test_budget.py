@@ -181,3 +181,13 @@ def test_concurrent_callers_never_overspend_beyond_one_estimate_each(limit: int,
     admitted = asyncio.run(run())
     assert ledger.spent("k", NOON) <= limit + sum(admitted)  # at most one estimate over per caller
     assert admitted[0] == calls[0][0] or calls[0][0] > limit  # the first caller is never refused wrongly
+
+
+def test_a_cache_hit_inside_the_budget_costs_nothing() -> None:
+    c = Chain([{"use": "budget", "tokenizer": "heuristic", "limits": [{"tokens": 200}]}, "cache"],
+              {"use": "mock", "model": "gpt-4o-mini"})
+    for _ in range(10):  # 10 x ~70 tokens would pass 200; only the first is billed
+        c.complete("same question", max_tokens=50)
+    stage = c.stages[0][1]
+    key = stage._limits[0].key({}, stage._clock.wall())  # type: ignore[attr-defined]
+    assert 0 < stage.store.ledger.spent(key, stage._clock.wall()) < 70  # type: ignore[attr-defined]

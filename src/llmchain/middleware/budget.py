@@ -164,11 +164,20 @@ class BudgetMiddleware:
             await self._settle([e._replace(amount=-e.amount) for e in entries], wall)
             raise
         usage = response.usage
-        if usage.total_tokens > 0 or usage.cost_usd is not None:
-            real_usd = 0
+        if response.cache is not None and response.cache.status == "hit":
+            # answered by a cache inside this stage: nothing was billed
+            await self._settle([e._replace(amount=-e.amount) for e in entries], wall)
+        elif usage.total_tokens > 0 or usage.cost_usd is not None:
+            real_usd = usd  # an answer from an unpriced model (a fallback) keeps its estimate
             if self._usd:
-                real_usd = (math.ceil(usage.cost_usd * MICRO) if usage.cost_usd is not None else
-                            self._usd_micro(response.model or model, usage.input_tokens, usage.output_tokens))
+                if usage.cost_usd is not None:
+                    real_usd = math.ceil(usage.cost_usd * MICRO)
+                else:
+                    for name in (response.model, model):
+                        cost = self._prices.cost(name, usage.input_tokens, usage.output_tokens)
+                        if cost is not None:
+                            real_usd = math.ceil(cost * MICRO)
+                            break
             deltas = [e._replace(amount=(real_usd if limit.unit == "usd" else usage.total_tokens) - e.amount)
                       for (limit, _), e in zip(applying, entries, strict=True)]
             changed = [d for d in deltas if d.amount]
