@@ -249,3 +249,19 @@ def test_a_call_too_large_for_one_deployments_tpm_goes_to_another_without_waitin
     answer = chain.complete("x" * 400, max_tokens=10)  # ~117 tokens: more than small's whole tpm
     assert answer.served_by == "big" and clock.slept == 0
     assert chain.complete("hi", max_tokens=10).served_by == "small"  # not cooled down for it
+
+
+def test_each_deployment_has_its_own_breaker() -> None:
+    clock = FakeClock()
+    transports = mocks(clock, bad=[MockReply(error="server_error")] * 50, good=[])
+    chain = route_chain([{"name": "bad", "weight": 100, "breaker": {"min_calls": 2, "window_calls": 2}},
+                         {"name": "good", "weight": 0.01}], transports, clock=clock, cooldown_s=0.5)
+    for i in range(6):
+        assert chain.complete(f"q{i}").served_by == "good"
+        clock.advance(1)  # past the cool-down: bad is asked again until its breaker opens
+    stage = chain.stages[0][1]
+    assert isinstance(stage, RouteMiddleware)
+    bad_breaker, good_breaker = (stage.deployments[n].stages[0] for n in ("bad", "good"))
+    assert asyncio.run(bad_breaker.store.state("default", clock.now(), bad_breaker.config)) == "open"  # type: ignore[attr-defined]
+    assert asyncio.run(good_breaker.store.state("default", clock.now(), good_breaker.config)) == "closed"  # type: ignore[attr-defined]
+    assert len(transports["bad"].calls) == 2  # once open, the breaker answered for it
