@@ -20,7 +20,9 @@ pytestmark = pytest.mark.redis
 @pytest.fixture
 def workers(redis_url: str, prefix: str) -> Iterator[Workers]:
     env = {**os.environ, "REDIS_URL": with_query(redis_url, key_prefix=prefix),
-           "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(ROOT)])}
+           # this tree's plugins too, not another checkout's installed ones
+           "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(ROOT),
+                                          *(str(p) for p in sorted((ROOT / "plugins").glob("*/src")))])}
     pool = Workers(3, env)
     yield pool
     pool.close()
