@@ -13,10 +13,12 @@ from ._config import ChainConfig, StageSpec, TransportSpec, load_config
 from ._content import DocumentPart, ImagePart, RawPart, TextPart
 from ._events import Event, Observer, emit
 from ._exceptions import (
+    BudgetExceeded,
     CacheMiss,
     CallError,
     CircuitOpen,
     ConfigError,
+    EmbeddingFailed,
     GaveUp,
     LLMChainError,
     OutputError,
@@ -41,6 +43,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Attempt",
+    "BudgetExceeded",
     "CacheInfo",
     "CacheMiss",
     "CallError",
@@ -50,6 +53,7 @@ __all__ = [
     "Clock",
     "ConfigError",
     "DocumentPart",
+    "EmbeddingFailed",
     "Event",
     "GaveUp",
     "ImagePart",

@@ -28,6 +28,7 @@ from ._wrap import wrap_foreign
 from .plugins import get_registry
 
 if TYPE_CHECKING:
+    from ._embed import EmbeddingOptions, EmbeddingResult
     from ._streaming import ResponseStream, SyncResponseStream
 
 M = TypeVar("M", bound=BaseModel)
@@ -57,8 +58,14 @@ class Chain:
         observers: Iterable[Observer] = (),
         plugins: Iterable[Any] = (),
         source: str = "<code>",
+        embeddings: EmbeddingOptions | Mapping[str, Any] | None = None,
     ) -> None:
         registry = get_registry(plugins)
+        self._embeddings = embeddings
+        if embeddings is not None:  # checked now, so a bad table fails when the chain is built
+            from ._embed import embedding_options
+
+            self._embeddings = embedding_options(embeddings, source)
         self._clock = clock
         self.timeout_s = timeout_s
         self.source = source
@@ -102,6 +109,7 @@ class Chain:
             observers=observers,
             plugins=plugins,
             source=config.source,
+            embeddings=config.embeddings or None,
         )
 
     # -- introspection ------------------------------------------------------------------------
@@ -192,6 +200,18 @@ class Chain:
     def complete_json(self, prompt: Prompt, *, schema: type[M] | Mapping[str, Any], **params: Any) -> Any:
         """Sync ``acomplete_json``."""
         return LOOP.run(self.acomplete_json(prompt, schema=schema, **params))
+
+    async def aembed(self, texts: Sequence[str], **params: Any) -> EmbeddingResult:
+        """Embed ``texts`` through every stage, batched to the provider's limits; the vectors
+        come back in order (``EmbeddingResult.vectors``). ``model=``, ``metadata=`` and
+        ``timeout_s=`` (per batch) are accepted; some batches failing raises ``EmbeddingFailed``."""
+        from ._embed import aembed, embedding_options
+
+        return await aembed(self, texts, embedding_options(self._embeddings, self.source), params)
+
+    def embed(self, texts: Sequence[str], **params: Any) -> EmbeddingResult:
+        """Sync ``aembed``."""
+        return LOOP.run(self.aembed(texts, **params))
 
     def astream(self, prompt: Prompt, **params: Any) -> ResponseStream:
         """Stream the answer's text chunks; the final LLMResponse is on the iterator's ``.response``."""

@@ -30,7 +30,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-TOP_LEVEL_KEYS = ("timeout_s", "transport", "stages")
+TOP_LEVEL_KEYS = ("timeout_s", "transport", "stages", "embeddings")
 SECRET_NAMES = ("api_key", "apikey", "key", "password", "secret", "token", "authorization")
 
 
@@ -63,6 +63,7 @@ class ChainConfig(BaseModel):
     stages: tuple[StageSpec, ...] = ()
     timeout_s: float | None = None
     source: str = "<dict>"
+    embeddings: dict[str, Any] = Field(default_factory=dict)  # the [embeddings] table
 
 
 def load_config(source: str | Path | Mapping[str, Any]) -> ChainConfig:
@@ -107,7 +108,15 @@ def parse_config(data: Mapping[str, Any], where: str) -> ChainConfig:
                 f'stages[{seen[spec.name]}]; give each a distinct `name = "..."`'
             )
         seen[spec.name] = i
-    return ChainConfig(transport=transport, stages=stages, timeout_s=timeout, source=where)
+    embeddings = data.get("embeddings", {})
+    if not isinstance(embeddings, Mapping):
+        raise ConfigError(f"{where}: [embeddings] must be a table, got {type(embeddings).__name__}")
+    if embeddings:
+        from ._embed import embedding_options
+
+        embedding_options(embeddings, where)  # errors now, with the file's name
+    return ChainConfig(transport=transport, stages=stages, timeout_s=timeout, source=where,
+                       embeddings=dict(embeddings))
 
 
 def parse_transport_table(data: Any, where: str) -> TransportSpec:

@@ -52,6 +52,10 @@ PLACEMENT: dict[str, str] = {
     "circuit_breaker": "not in the default order; inside `retry` and `fallback`, outside "
     "`rate_limit` and `timeout`",
     "fallback": "not in the default order; inside `cache` and `log`, outside `retry` and `circuit_breaker`",
+    "budget": "not in the default order; inside `cache` (a hit costs nothing), outside `retry` and "
+    "`route` (one reservation per call)",
+    "route": "not in the default order; innermost, inside `retry` and `fallback`: each attempt picks "
+    "a deployment",
 }
 
 _HEADING = re.compile(r"^(#{1,6})\s+(.*?)\s*#*\s*$")

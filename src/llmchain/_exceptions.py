@@ -17,6 +17,8 @@
         ├── OutputError               the model answered but the answer is unusable
         │   ├── ParseError            .raw_text, .position
         │   └── OutputInvalid         .errors (from pydantic / JSON Schema)
+        ├── BudgetExceeded            a spend limit is used up; .budget, .spent, .limit, .resets_at
+        ├── EmbeddingFailed           some batches of an embed() failed; .failures, .vectors
         └── GaveUp                    retries / repair / budget exhausted; .errors, __cause__
 
 Stages decide what to do by attributes (``retryable``, ``retry_after``), never by which stage
@@ -279,3 +281,55 @@ class GaveUp(CallError):
 
     def details(self) -> list[str]:
         return [f"try {i}: {type(e).__name__}: {trim(e.message, 200)}" for i, e in enumerate(self.errors, 1)]
+
+
+class BudgetExceeded(CallError):
+    """A spend limit (USD or tokens per hour/day/month, maybe per user/team/feature) is used up.
+
+    Raised *before* sending: ``budget`` names the limit, ``spent`` is what was already spent
+    (or reserved by calls in flight) in the current window, ``needed`` this call's estimate,
+    ``resets_at`` the wall-clock time (epoch seconds, UTC) the window ends.
+    """
+
+    def __init__(self, message: str, *, budget: str, spent: float, limit: float, needed: float,
+                 unit: str, resets_at: float, **kw: Any) -> None:
+        kw.setdefault("retryable", False)
+        super().__init__(message, **kw)
+        self.budget, self.spent, self.limit, self.needed = budget, spent, limit, needed
+        self.unit, self.resets_at = unit, resets_at
+
+    def details(self) -> list[str]:
+        from datetime import datetime, timezone
+
+        when = datetime.fromtimestamp(self.resets_at, timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+        fmt = _fmt_usd if self.unit == "usd" else _fmt_tokens
+        return [f"budget: {self.budget}", f"spent: {fmt(self.spent)} of {fmt(self.limit)}",
+                f"this call needs: ~{fmt(self.needed)}", f"resets at: {when}"]
+
+
+def _fmt_usd(value: float) -> str:
+    return f"${value:.4f}"
+
+
+def _fmt_tokens(value: float) -> str:
+    return f"{value:.0f} tokens"
+
+
+class EmbeddingFailed(CallError):
+    """Some batches of an ``embed`` call failed; the others succeeded.
+
+    ``failures`` lists ``(start, stop, error)`` per failed batch (indices into the input texts,
+    each ``error`` a typed ``CallError``); ``vectors`` holds every vector obtained, ``None``
+    where a batch failed, so a caller may keep the successes and retry only the failures.
+    """
+
+    def __init__(self, message: str, *, failures: Sequence[tuple[int, int, CallError]],
+                 vectors: Sequence[tuple[float, ...] | None], **kw: Any) -> None:
+        kw.setdefault("retryable", any(e.retryable for _, _, e in failures))
+        super().__init__(message, **kw)
+        self.failures = list(failures)
+        self.vectors = list(vectors)
+
+    def details(self) -> list[str]:
+        return [f"texts {a}..{b - 1}: {type(e).__name__}: {trim(e.message, 200)}"
+                for a, b, e in self.failures[:10]]

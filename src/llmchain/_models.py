@@ -173,6 +173,8 @@ class LLMRequest(_Frozen):
     @classmethod
     def _tools(cls, value: Any) -> Any:
         return tuple(coerce_tool(t) for t in value) if isinstance(value, (list, tuple)) else value
+    embed_input: tuple[str, ...] | None = Field(
+        None, description="Texts to embed: set, this is an embedding request (messages unused).")
 
     def remaining(self, now: float) -> float | None:
         """Seconds left before the deadline (may be negative), or None without a deadline."""
@@ -180,6 +182,10 @@ class LLMRequest(_Frozen):
 
     def summary(self) -> str:
         """One line describing what is sent, without message bodies."""
+        if self.embed_input is not None:
+            chars = sum(len(t) for t in self.embed_input)
+            texts = len(self.embed_input)
+            return f"model={self.model or 'default'}, embedding of {texts} text(s), {chars} chars"
         chars = sum(content_chars(m.content) for m in self.messages)
         schema = ", structured" if self.output_schema or self.output_type else ""
         return f"model={self.model or 'default'}, {len(self.messages)} message(s), {chars} chars{schema}"
@@ -214,6 +220,8 @@ class LLMResponse(_Frozen):
         """The assistant turn to append to the history before the next call."""
         content: Content = self.parts if self.parts else self.text
         return Message(role="assistant", content=content, tool_calls=self.tool_calls)
+    embeddings: tuple[tuple[float, ...], ...] | None = Field(
+        None, description="One vector per input text, in order (embedding requests only).")
 
 
 

@@ -100,6 +100,8 @@ class TokenEstimator:
     def input_tokens(self, request: LLMRequest) -> int:
         """Estimated prompt tokens of ``request``, message overheads included."""
         count = self.count
+        if request.embed_input is not None:  # an embedding request: just the texts
+            return sum(count(text) for text in request.embed_input)
         total = REPLY_OVERHEAD
         for message in request.messages:
             content = message.content
@@ -134,6 +136,8 @@ class TokenEstimator:
     def request_tokens(self, request: LLMRequest, default_output: int) -> int:
         """What a provider's tokens-per-minute limiter books for ``request``: prompt tokens
         plus ``max_tokens`` (or ``default_output`` when the request sets none)."""
+        if request.embed_input is not None:
+            return self.input_tokens(request)  # embeddings produce no output tokens
         out = request.max_tokens if request.max_tokens is not None else default_output
         return self.input_tokens(request) + out
 

@@ -36,6 +36,8 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "llmchain.middleware.parse",
     "llmchain.middleware.cache",
     "llmchain.middleware.log",
+    "llmchain.middleware.budget",
+    "llmchain.middleware.route",
 )
 
 ENTRY_POINT_GROUP = "llmchain"

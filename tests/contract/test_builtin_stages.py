@@ -24,6 +24,8 @@ STAGE_OPTIONS: dict[str, dict[str, Any]] = {
     "cache": {"store": "memory"},
     "log": {"handler": "none"},
     "redact": {"patterns": {"TICKET": r"TCK-\d{4}"}},
+    "route": {"deployments": [{"name": "main"}], "tokenizer": "heuristic"},  # the chain's own transport
+    "budget": {"limits": [{"tokens": 10_000_000}], "tokenizer": "heuristic"},
 }
 
 #: Clauses a stage cannot obey, and why. Each one is still run: it must fail (xfail), and a
@@ -39,6 +41,7 @@ STAGE_EXEMPTIONS: dict[str, dict[str, str]] = {
 STAGE_ANNOTATIONS: dict[str, dict[str, str]] = {
     "cache": {"cache": "reports hit, miss or bypass in response.cache on every call"},
     "log": {"usage.cost_usd": "prices the call from its price table when the provider reports no cost"},
+    "route": {"served_by": "names the deployment that answered when nothing inside named it"},
 }
 
 REGISTERED = sorted(get_registry().stages)

@@ -33,7 +33,8 @@ class SentAt:
 
 async def run(command: dict[str, Any]) -> dict[str, Any]:
     probe = SentAt()
-    chain = Chain([*command["stages"], probe], command["transport"], timeout_s=command["timeout_s"])
+    inner = [probe] if command.get("probe", True) else []  # route must stay innermost: no probe
+    chain = Chain([*command["stages"], *inner], command["transport"], timeout_s=command["timeout_s"])
 
     async def one(i: int) -> str:
         try:

@@ -81,7 +81,7 @@ def key_material(request: LLMRequest, namespace: str = "default",
     schema = request.output_schema
     if schema is None and request.output_type is not None:
         schema = _schema_of(request.output_type)
-    return [
+    material = [
         KEY_VERSION,
         namespace,
         _without_secrets(transport) if transport else {},
@@ -97,6 +97,9 @@ def key_material(request: LLMRequest, namespace: str = "default",
         schema,
         *_tool_material(request),
     ]
+    if request.embed_input is not None:  # embeddings only: completions keep their keys
+        material.append(["embed", list(request.embed_input)])
+    return material
 
 
 def _message_key(message: Message) -> list[Any]:

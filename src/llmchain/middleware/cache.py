@@ -111,6 +111,10 @@ class CacheMiddleware:
             raise ConfigError(f"metadata cache_ttl_s={ttl!r} must be a number of seconds > 0")
         if mode == "bypass":
             return copy_with(await call_next(request), {"cache": _BYPASS})
+        if request.embed_input is not None:  # one entry per text
+            from ._embed_cache import embed_with_cache
+
+            return await embed_with_cache(self, request, call_next, mode)
         if not self._policy_allows(request):
             return copy_with(await call_next(request), {"cache": _OFF})
         key = cache_key(request, self.options.namespace)

@@ -49,7 +49,7 @@ DEFAULT_ON: tuple[FallbackOn, ...] = (
 def error_kinds(error: CallError) -> set[str]:
     """The ``on`` names ``error`` matches; a GaveUp also matches what its last error matches."""
     kinds = {"any"}
-    if isinstance(error, GaveUp):
+    while isinstance(error, GaveUp):  # nested: retry gave up on a route that gave up
         kinds.add("gave_up")
         if not error.errors:
             return kinds

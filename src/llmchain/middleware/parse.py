@@ -54,7 +54,8 @@ class ParseMiddleware:
         self._always = self.options.always
 
     async def handle(self, request: LLMRequest, call_next: Next) -> LLMResponse:
-        if request.output_type is None and request.output_schema is None and not self._always:
+        if (request.output_type is None and request.output_schema is None and not self._always) or (
+                request.embed_input is not None):  # embeddings pass through untouched
             return await call_next(request)
         response = await call_next(request)
         if response.parsed is not None:  # the transport used native structured output

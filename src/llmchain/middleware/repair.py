@@ -120,6 +120,8 @@ class RepairMiddleware:
         try:
             return await call_next(request)
         except OutputError as exc:
+            if request.embed_input is not None:  # nothing to re-ask for: embeddings pass through
+                raise
             error = exc
         return await self._climb(request, call_next, error)
 

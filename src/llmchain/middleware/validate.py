@@ -92,6 +92,8 @@ class ValidateMiddleware:
             self._attach = {"output_schema": self._own.json_schema, "output_type": self._own.model}
 
     async def handle(self, request: LLMRequest, call_next: Next) -> LLMResponse:
+        if request.embed_input is not None:  # embeddings pass through untouched
+            return await call_next(request)
         if request.tools:  # tool calls in the answer are checked against their tools' schemas
             response = await self._validate(request, call_next)
             return check_tool_calls(request, response) if response.tool_calls else response

@@ -294,3 +294,14 @@ def schema_violation(schema: Any) -> Any:
         return {name: wrong.get(str(sub.get("type"))) if isinstance(sub, dict) else None
                 for name, sub in schema["properties"].items()}
     return "not what the schema asked for"
+
+
+def embeddings_body(model: str, inputs: list[str], dims: int) -> dict[str, Any]:
+    """An OpenAI embeddings answer: per input, a deterministic vector of ``dims`` floats."""
+    from ..transports.mock import mock_vector
+
+    return {"object": "list", "model": model or "text-embedding-3-small",
+            "data": [{"object": "embedding", "index": i, "embedding": list(mock_vector(text, dims))}
+                     for i, text in enumerate(inputs)],
+            "usage": {"prompt_tokens": sum(tokens(len(t)) for t in inputs),
+                      "total_tokens": sum(tokens(len(t)) for t in inputs)}}

@@ -1,7 +1,8 @@
 """A real HTTP/1.1 LLM server on 127.0.0.1 that misbehaves on purpose, from a seeded plan.
 
-It speaks OpenAI Chat Completions (``POST /v1/chat/completions``) and Anthropic Messages
-(``POST /v1/messages``), streaming included, well enough for the official SDKs. Each request
+It speaks OpenAI Chat Completions (``POST /v1/chat/completions``), OpenAI embeddings (``POST
+/v1/embeddings``: a deterministic vector per input) and Anthropic Messages (``POST
+/v1/messages``), streaming included, well enough for the official SDKs. Each request
 takes the next ``Fault`` of the plan (see ``_fault_plan``); optional server-side requests- and
 tokens-per-minute limits answer 429 like a provider and count ``violations``. Every request is
 recorded for assertions.
@@ -30,7 +31,7 @@ from ._fault_plan import Fault, FaultPlan, PlanLike
 from ._http11 import Connection, HttpRequest, Reply, response
 from ._limits import ServerLimits
 from ._responder import Responder
-from ._wire import Api, error_body, read_ask, tokens
+from ._wire import Api, Ask, embeddings_body, error_body, read_ask, tokens
 from ._wire_tools import describe, tool_results
 
 __all__ = ["Fault", "FaultPlan", "FaultServer", "RecordedRequest"]
@@ -250,6 +251,8 @@ class FaultServer:
 
     def _dispatch(self, request: HttpRequest, conn: Connection) -> Reply:
         path = request.path.split("?", 1)[0]
+        if path.endswith("/embeddings") and request.method == "POST":
+            return self._embeddings(request, conn)
         api: Api | None = ("openai" if path.endswith("/chat/completions")
                            else "anthropic" if path.endswith("/messages") else None)
         if api is None or request.method != "POST":
@@ -273,6 +276,42 @@ class FaultServer:
             return self._responder.reply(conn, api, ask, fault, text, request.keep_alive, [])
         self._note(request, api, body, fault.label, self._responder.status_of(fault, ask))
         return self._responder.reply(conn, api, ask, fault, text, request.keep_alive, headers, calls)
+
+    def _embeddings(self, request: HttpRequest, conn: Connection) -> Reply:
+        """An embeddings request: the plan's fault and the limits apply as to completions."""
+        try:
+            body = json.loads(request.body)
+            inputs = body["input"]
+            inputs = [inputs] if isinstance(inputs, str) else inputs
+            if not isinstance(inputs, list) or not all(isinstance(t, str) for t in inputs):
+                raise ValueError("input must be a string or a list of strings")
+        except (ValueError, KeyError, TypeError) as exc:
+            return self._refuse(request, "openai", 400, f"invalid request body: {exc}")
+        if self.api_key is not None and not self._authorised("openai", request.headers):
+            return self._refuse(request, "openai", 401, "Incorrect API key provided.", body)
+        fault = self._plan.next()
+        chars = sum(len(t) for t in inputs)
+        headers, refused, wait = self._limits.check("openai", tokens(chars))
+        ask = Ask("openai", str(body.get("model", "")), False, "", chars, None, None, False)
+        if refused is not None:
+            self._note(request, "openai", body, refused, 429)
+            fault = Fault("rate_limited", status=429, retry_after=max(1, round(wait + 0.5)),
+                          headers=dict(headers))
+            return self._responder.reply(conn, "openai", ask, fault, "", request.keep_alive, [])
+        self._note(request, "openai", body, fault.label, self._responder.status_of(fault, ask))
+        if fault.kind != "ok":
+            return self._responder.reply(conn, "openai", ask, fault, "", request.keep_alive, headers)
+        dims = int(body.get("dimensions") or 8)
+        answer = json.dumps(embeddings_body(str(body.get("model", "")), inputs, dims))
+        reply = response(200, answer.encode(), headers, keep_alive=request.keep_alive)
+        if fault.delay_s <= 0:
+            return reply
+
+        async def later() -> None:
+            await asyncio.sleep(fault.delay_s)
+            conn.write(reply)
+
+        return later()
 
     def _answer(self, body: dict[str, Any], schema: dict[str, Any] | None) -> tuple[str, list[Any]]:
         content = self._content

@@ -199,16 +199,18 @@ class HTTPTransport:
         header = self.options.idempotency_header
         return {header: request.request_id} if header else None
 
-    def _new_engine(self) -> Engine:
+    def _new_engine(self, url: str | None = None) -> Engine:
+        """An engine for ``url`` (default: the transport's endpoint)."""
+        url = url or self.url
         o = self.options
         common: dict[str, Any] = dict(where=self.name, limit=o.max_connections, keepalive_s=o.keepalive_s,
                                       connect_timeout=o.connect_timeout_s, read_timeout=o.read_timeout_s)
         if o.http_client == "aiohttp" or (o.http_client == "auto" and o.trust_env):
             from ._aiohttp_engine import AiohttpEngine  # aiohttp is imported by those who use it
 
-            return AiohttpEngine(self.url, self._headers, limit_per_host=o.max_connections_per_host,
+            return AiohttpEngine(url, self._headers, limit_per_host=o.max_connections_per_host,
                                  trust_env=o.trust_env, **common)
-        return H1Pool(self.url, self._headers, **common)
+        return H1Pool(url, self._headers, **common)
 
     def _feed(self, state: StreamState, event: str | None, data: str) -> str | None:
         try:

@@ -18,6 +18,7 @@ table (sent as JSON) or the raw JSON text.
 from __future__ import annotations
 
 import copy
+import hashlib
 import inspect
 import itertools
 import json
@@ -93,6 +94,7 @@ class MockTransport:
         cycle: bool = Field(False, description="Start the replies over instead of using default.")
         latency_s: float = Field(0.0, ge=0, description="Delay added to every call.")
         model: str = Field("mock-1", description="Model name reported when the request names none.")
+        embedding_dims: int = Field(8, ge=1, description="Size of the vectors embedding requests get.")
 
     def __init__(
         self,
@@ -178,6 +180,12 @@ class MockTransport:
         return tuple(calls)
 
     def _response(self, request: LLMRequest, text: str, reply: MockReply | None) -> LLMResponse:
+        if request.embed_input is not None:  # a vector per text, the same for the same text
+            dims = self.options.embedding_dims
+            return LLMResponse(
+                text="", embeddings=tuple(mock_vector(t, dims) for t in request.embed_input),
+                usage=Usage(input_tokens=sum(max(1, len(t) // 4) for t in request.embed_input)),
+                model=request.model or self.options.model)
         prompt_chars = sum(content_chars(m.content) for m in request.messages)
         # images and documents, as a provider would count them
         media = sum(part_tokens(p, "openai") for m in request.messages
@@ -206,6 +214,14 @@ class MockTransport:
     def __repr__(self) -> str:
         scripted, calls = len(self._script), len(self.calls)
         return f"MockTransport(model={self.options.model!r}, scripted={scripted}, calls={calls})"
+
+
+def mock_vector(text: str, dims: int) -> tuple[float, ...]:
+    """A deterministic unit-free vector for ``text`` (its SHA-256 bytes scaled to [-1, 1))."""
+    digest = hashlib.sha256(text.encode("utf-8", "surrogatepass")).digest()
+    while len(digest) < dims:
+        digest += hashlib.sha256(digest).digest()
+    return tuple(b / 128.0 - 1.0 for b in digest[:dims])
 
 
 @hookimpl

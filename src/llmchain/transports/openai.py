@@ -21,6 +21,10 @@ like; they differ by ``base_url``, headers and query parameters::
     auth_scheme = ""
     api_key_env = "AZURE_OPENAI_API_KEY"
 
+Embeddings: an embedding request (``chain.embed``) goes to ``base_url + embeddings_path``
+(``/embeddings``: OpenAI, Azure's deployment URL, vLLM, Ollama's ``/v1``), asking for
+``request.model`` or ``embedding_model``.
+
 Structured output: with ``request.output_schema`` set, the request carries
 ``response_format: {type: json_schema, ...}`` (or ``json_object`` with ``structured =
 "json_object"``, or nothing with ``"off"``); the JSON arrives as the answer text. With
@@ -44,9 +48,10 @@ from .._clock import REAL_CLOCK, Clock
 from .._models import LLMRequest, LLMResponse, Usage
 from .._tools import ToolCall
 from ..hookspecs import hookimpl
-from ._http import HTTPOptions, HTTPTransport
-from ._http_errors import error_from_event
+from ._http import HTTPOptions, HTTPTransport, _keep
+from ._http_errors import error_from_event, malformed
 from ._openai_wire import answer_from_openai, messages_to_openai, tool_choice_to_openai, tools_to_openai
+from ._sessions import Engine, SessionPool
 from ._structured_tool import DESCRIPTION, answer_text, note, tool_schema
 from ._tool_stream import ToolCallAssembler
 
@@ -76,13 +81,54 @@ class OpenAITransport(HTTPTransport):
         max_tokens_field: Literal["max_tokens", "max_completion_tokens"] = "max_tokens"
         stream_usage: bool = Field(
             True, description="Ask for usage in streams (stream_options.include_usage).")
+        embedding_model: str = Field("text-embedding-3-small", description="Model of embedding requests that name none.")  # noqa: E501
+        embeddings_path: str = Field("/embeddings", description="Path of the embeddings endpoint under base_url.")  # noqa: E501
+        dimensions: int | None = Field(None, ge=1, description="Vector size to ask for (text-embedding-3 models).")  # noqa: E501
 
     options: Options
 
     def __init__(self, options: Options | None = None, *, clock: Clock = REAL_CLOCK) -> None:
         super().__init__(options, clock=clock)
-        if self.options.query:
-            self.url += "?" + urlencode(self.options.query)
+        query = "?" + urlencode(self.options.query) if self.options.query else ""
+        self.url += query
+        self.embed_url = self.options.base_url.rstrip("/") + self.options.embeddings_path + query
+        self._embed_pool: SessionPool[Engine] = SessionPool(lambda: self._new_engine(self.embed_url))
+
+    async def send(self, request: LLMRequest) -> LLMResponse:
+        if request.embed_input is None:
+            return await super().send(request)
+        return await self._embed(request)
+
+    async def _embed(self, request: LLMRequest) -> LLMResponse:
+        o = self.options
+        body: dict[str, Any] = {"model": request.model or o.embedding_model,
+                                "input": list(request.embed_input or ()), "encoding_format": "float"}
+        if o.dimensions is not None:
+            body["dimensions"] = o.dimensions
+        if request.extra:
+            body.update(request.extra)
+        payload = json.dumps(body).encode()
+        status, all_headers, raw = await self._embed_pool.get().post(payload, self._ids(request))
+        headers = _keep(all_headers)
+        if status >= 300:
+            raise self._status_error(status, raw, headers)
+        try:
+            data = json.loads(raw)
+            rows = sorted(data["data"], key=lambda row: row["index"])
+            vectors = tuple(tuple(float(x) for x in row["embedding"]) for row in rows)
+            usage = data.get("usage") or {}
+            tokens = int(usage.get("prompt_tokens") or usage.get("total_tokens") or 0)
+        except (ValueError, KeyError, IndexError, TypeError, AttributeError) as exc:
+            why = f"not an embeddings answer ({type(exc).__name__}: {exc})"
+            raise malformed(self.name, status, raw, why) from None
+        if len(vectors) != len(body["input"]):
+            raise malformed(self.name, status, raw, f"{len(vectors)} vectors for {len(body['input'])} inputs")
+        return LLMResponse(text="", embeddings=vectors, usage=Usage(input_tokens=tokens),
+                           model=data.get("model") or body["model"], headers=headers)
+
+    async def aclose(self) -> None:
+        await self._embed_pool.aclose()
+        await super().aclose()
 
     def auth_headers(self) -> dict[str, str]:
         if self._api_key is None:

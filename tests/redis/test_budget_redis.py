@@ -1,0 +1,57 @@
+"""The budget ledger in Redis: atomic across callers and across processes."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Iterator
+
+import pytest
+
+from llmchain.policies.spend import Entry
+from llmchain.stores._shared import with_query
+from llmchain.stores.spend import RedisSpendStore
+
+from .test_multiprocess import ROOT, Workers, _outcomes
+
+pytestmark = pytest.mark.redis
+
+
+@pytest.fixture
+def workers(redis_url: str, prefix: str) -> Iterator[Workers]:
+    env = {**os.environ, "REDIS_URL": with_query(redis_url, key_prefix=prefix),
+           # this tree's plugins too, not another checkout's installed ones
+           "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(ROOT),
+                                          *(str(p) for p in sorted((ROOT / "plugins").glob("*/src")))])}
+    pool = Workers(3, env)
+    yield pool
+    pool.close()
+
+
+def test_a_hundred_concurrent_reservations_never_pass_the_limit(redis_url: str, prefix: str) -> None:
+    store = RedisSpendStore(with_query(redis_url, key_prefix=prefix), "t")
+
+    async def run() -> list[bool]:
+        outcomes = await asyncio.gather(*(store.reserve([Entry("k", 7, 100, 60), Entry("g", 1, 1000, 60)], 0.0)
+                                          for _ in range(100)))
+        return [o.ok for o in outcomes]
+
+    ok = asyncio.run(run())
+    assert ok.count(True) == 14  # 14 * 7 = 98 <= 100 < 105
+
+    async def after() -> tuple[int, int]:
+        await store.settle([Entry("k", -7, 100, 60)], 0.0)
+        return await store.spent("k", 0.0), await store.spent("g", 0.0)
+
+    assert asyncio.run(after()) == (91, 14)  # all or nothing: "g" counted only the admitted ones
+
+
+def test_workers_sharing_a_redis_budget_spend_it_once_between_them(workers: Workers) -> None:
+    reply = {"text": "ok", "input_tokens": 9, "output_tokens": 256}  # exactly the estimate
+    budget = {"use": "budget", "tokenizer": "heuristic", "store": "redis", "share": "team",
+              "limits": [{"tokens": 265 * 12, "window": "day"}]}
+    command = {"stages": [budget], "transport": {"use": "mock", "replies": [reply], "cycle": True},
+               "calls": 10, "timeout_s": 5.0}
+    outcomes = _outcomes(workers.run(command))
+    assert outcomes.count("ok") == 12  # twelve calls' worth between three processes, not per process
+    assert outcomes.count("BudgetExceeded:None") == 18
