@@ -1,0 +1,343 @@
+"""Aggregating log lines on the fly: time buckets per model, latency sketches, top-N, error samples.
+
+Memory is bounded whatever the log's length: at most ``MAX_BUCKETS`` time buckets (they double
+in width when a log spans more), a fixed number of models and error kinds, N calls per table,
+a few sample stories per error kind, and the debug lines of calls still in flight (a call's
+debug lines come before its summary line; they wait in ``pending`` until it arrives, capped).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from ._read import Filters, ReadStats
+from ._sketch import LogHistogram, TopN, bin_of
+from ._story import build_story
+
+#: Per-bucket counters, in this order (the HTML page reads them by these names).
+COUNTERS = (
+    "calls", "ok", "ok_retried", "from_cache", "errors", "cancelled",
+    "attempts", "retries", "http_429", "http_5xx", "timeouts",
+    "limiter_waits", "limiter_wait_s", "pauses", "pause_s",
+    "cache_hits", "cache_misses", "coalesced", "repairs_local", "repairs_reask", "repairs_gave_up",
+    "tokens_in", "tokens_out", "cost_usd", "breaker_opened", "fallbacks",
+)
+C = {name: i for i, name in enumerate(COUNTERS)}
+#: Bucket widths in ms; each a multiple of the one before, so buckets merge exactly.
+WIDTHS_MS = (100, 200, 1000, 2000, 10_000, 30_000, 60_000, 120_000, 600_000, 1_800_000, 3_600_000,
+             7_200_000, 21_600_000, 86_400_000, 604_800_000)
+MAX_BUCKETS = 1440
+MAX_MODELS = 50
+MAX_KINDS = 40
+OTHER = "(other)"
+UNKNOWN_MODEL = "(unknown)"
+
+
+class Bucket:
+    """One time bucket of one model."""
+
+    __slots__ = ("counts", "hist", "kinds")
+
+    def __init__(self) -> None:
+        self.counts = [0.0] * len(COUNTERS)
+        self.hist: dict[int, int] = {}
+        self.kinds: dict[str, int] = {}
+
+    def merge(self, other: Bucket) -> None:
+        self.counts = [a + b for a, b in zip(self.counts, other.counts, strict=True)]
+        for index, n in other.hist.items():
+            self.hist[index] = self.hist.get(index, 0) + n
+        for kind, n in other.kinds.items():
+            self.kinds[kind] = self.kinds.get(kind, 0) + n
+
+
+@dataclass
+class Sample:
+    """One failed call of an error kind, with its story rebuilt from the log."""
+
+    request_id: str
+    time: float | None
+    model: str
+    story: list[str]
+
+
+@dataclass
+class ReportData:
+    """Everything the text and HTML renderers show."""
+
+    stats: ReadStats
+    filters: Filters
+    bucket_ms: int
+    buckets: dict[int, dict[str, Bucket]]
+    model_hist: dict[str, LogHistogram]
+    overall: LogHistogram
+    slowest: dict[str, TopN]
+    costliest: dict[str, TopN]
+    kinds: dict[str, int]
+    samples: dict[str, list[Sample]]
+    first_t: float | None
+    last_t: float | None
+    calls: int = 0
+    calls_without_debug: int = 0
+    unfinished: int = 0  # requests with debug lines but no summary line
+    debug_lines: int = 0
+
+    def totals(self, model: str | None = None) -> list[float]:
+        out = [0.0] * len(COUNTERS)
+        for per_model in self.buckets.values():
+            for name, bucket in per_model.items():
+                if model is None or name == model:
+                    out = [a + b for a, b in zip(out, bucket.counts, strict=True)]
+        return out
+
+    @property
+    def models(self) -> list[str]:
+        return sorted(self.model_hist, key=lambda m: -self.model_hist[m].count)
+
+
+@dataclass
+class Aggregator:
+    """Feed it ``(time, line)`` pairs (``add``), then ``finish()``."""
+
+    stats: ReadStats
+    filters: Filters = field(default_factory=Filters)
+    bucket_ms: int | None = None  # None: start fine, widen as the log spans more
+    top_n: int = 20
+    samples_per_kind: int = 3
+    max_pending_events: int = 200_000
+
+    def __post_init__(self) -> None:
+        self._auto = self.bucket_ms is None
+        self._width = self.bucket_ms or WIDTHS_MS[0]
+        self._buckets: dict[int, dict[str, Bucket]] = {}
+        self._pending: dict[str, list[tuple[float | None, dict[str, Any]]]] = {}
+        self._pending_events = 0
+        self._model_hist: dict[str, LogHistogram] = {}
+        self._overall = LogHistogram()
+        self._slowest: dict[str, TopN] = {}
+        self._costliest: dict[str, TopN] = {}
+        self._kinds: dict[str, int] = {}
+        self._samples: dict[str, list[Sample]] = {}
+        self._first: float | None = None
+        self._last: float | None = None
+        self._calls = self._no_debug = self._unfinished = self._debug = 0
+
+    # -- feeding -------------------------------------------------------------------------------
+    def add_all(self, records: Iterable[tuple[float | None, dict[str, Any]]]) -> ReportData:
+        for t, line in records:
+            self.add(t, line)
+        return self.finish()
+
+    def add(self, t: float | None, line: dict[str, Any]) -> None:
+        if t is not None:
+            if self._first is None or t < self._first:
+                self._first = t
+            if self._last is None or t > self._last:
+                self._last = t
+        if line.get("event") == "llm.call":
+            self._call(t, line)
+            return
+        self._debug += 1
+        rid = line.get("request_id")
+        if not isinstance(rid, str):
+            self._apply_event(t, line, UNKNOWN_MODEL, None)
+            return
+        events = self._pending.get(rid)
+        if events is None:
+            events = self._pending[rid] = []
+        events.append((t, line))
+        self._pending_events += 1
+        while self._pending_events > self.max_pending_events:  # oldest in-flight call gives way
+            self._flush_unfinished(next(iter(self._pending)))
+
+    def _flush_unfinished(self, rid: str) -> None:
+        events = self._pending.pop(rid)
+        self._pending_events -= len(events)
+        self._unfinished += 1
+        if self.filters.model is None:
+            for te, line in events:
+                self._apply_event(te, line, UNKNOWN_MODEL, None)
+
+    def _bucket(self, t: float | None, model: str) -> Bucket:
+        key = int(t * 1000) // self._width * self._width if t is not None else 0
+        per_model = self._buckets.get(key)
+        if per_model is None:
+            per_model = self._buckets[key] = {}
+            if self._auto and len(self._buckets) > MAX_BUCKETS:
+                self._widen()
+                return self._bucket(t, model)
+        bucket = per_model.get(model)
+        if bucket is None:
+            bucket = per_model[model] = Bucket()
+        return bucket
+
+    def _widen(self) -> None:
+        while len(self._buckets) > MAX_BUCKETS and self._width < WIDTHS_MS[-1]:
+            self._width = next(w for w in WIDTHS_MS if w > self._width)
+            merged: dict[int, dict[str, Bucket]] = {}
+            for key, per_model in self._buckets.items():
+                target = merged.setdefault(key // self._width * self._width, {})
+                for model, bucket in per_model.items():
+                    if model in target:
+                        target[model].merge(bucket)
+                    else:
+                        target[model] = bucket
+            self._buckets = merged
+
+    # -- one call ------------------------------------------------------------------------------
+    def _model_of(self, line: dict[str, Any], events: list[tuple[float | None, dict[str, Any]]]) -> str:
+        model = line.get("model")
+        if not isinstance(model, str) or not model:
+            transport = line.get("transport")
+            if not isinstance(transport, str):
+                transport = next((e.get("served_by") for _, e in events
+                                  if isinstance(e.get("served_by"), str)), None)
+            model = transport.split(":", 1)[-1] if isinstance(transport, str) and transport else UNKNOWN_MODEL
+        if model not in self._model_hist and len(self._model_hist) >= MAX_MODELS:
+            return OTHER
+        return model
+
+    def _call(self, t: float | None, line: dict[str, Any]) -> None:
+        rid = line.get("request_id")
+        events = self._pending.pop(rid, []) if isinstance(rid, str) else []
+        self._pending_events -= len(events)
+        model = self._model_of(line, events)
+        if self.filters.model is not None and model != self.filters.model:
+            return
+        self._calls += 1
+        b = self._bucket(t, model).counts
+        outcome = line.get("outcome")
+        attempts = _int(line.get("attempts"))
+        cache = line.get("cache")
+        b[C["calls"]] += 1
+        b[C["attempts"]] += attempts
+        if outcome == "ok":
+            b[C["ok"]] += 1
+            if cache == "hit":
+                b[C["from_cache"]] += 1
+            elif attempts > 1:
+                b[C["ok_retried"]] += 1
+        elif outcome == "cancelled":
+            b[C["cancelled"]] += 1
+        else:
+            b[C["errors"]] += 1
+        b[C["tokens_in"]] += _int(line.get("tokens_in"))
+        b[C["tokens_out"]] += _int(line.get("tokens_out"))
+        cost = _num(line.get("cost_usd"))
+        b[C["cost_usd"]] += cost
+        if events:
+            for te, event in events:
+                self._apply_event(te, event, model, t)
+        else:  # INFO-only logs: what the summary line alone can say
+            self._no_debug += 1
+            b[C["retries"]] += max(attempts - 1, 0)
+            status = _int(line.get("status_code"))
+            b[C["http_429"]] += status == 429
+            b[C["http_5xx"]] += status >= 500
+            b[C["timeouts"]] += str(line.get("cause") or line.get("error_type") or "").startswith(
+                "TimeoutExceeded")
+            b[C["cache_hits"]] += cache == "hit"
+            b[C["cache_misses"]] += cache == "miss"
+        latency = _num(line.get("latency_ms"))
+        self._overall.add(latency)
+        hist = self._model_hist.get(model)
+        if hist is None:
+            hist = self._model_hist[model] = LogHistogram()
+        hist.add(latency)
+        bucket = self._bucket(t, model)
+        index = bin_of(latency)
+        bucket.hist[index] = bucket.hist.get(index, 0) + 1
+        self._tables(t, line, model, latency, cost, attempts)
+        if outcome != "ok":
+            kind = error_kind(line)
+            if kind not in self._kinds and len(self._kinds) >= MAX_KINDS:
+                kind = OTHER
+            self._kinds[kind] = self._kinds.get(kind, 0) + 1
+            bucket.kinds[kind] = bucket.kinds.get(kind, 0) + 1
+            samples = self._samples.setdefault(kind, [])
+            if len(samples) < self.samples_per_kind:
+                samples.append(Sample(str(rid), t, model, build_story(line, t, events)))
+
+    def _tables(self, t: float | None, line: dict[str, Any], model: str, latency: float, cost: float,
+                attempts: int) -> None:
+        slow = self._slowest.get(model)
+        if slow is None:
+            slow = self._slowest[model] = TopN(self.top_n)
+            self._costliest[model] = TopN(self.top_n)
+        costly = self._costliest[model]
+        if slow.would_keep(latency) or (cost > 0 and costly.would_keep(cost)):
+            row = {"time": t, "request_id": line.get("request_id"), "model": model,
+                   "outcome": line.get("error_type") or line.get("outcome"), "latency_ms": latency,
+                   "attempts": attempts, "cache": line.get("cache"), "tokens_in": line.get("tokens_in"),
+                   "tokens_out": line.get("tokens_out"), "cost_usd": line.get("cost_usd")}
+            slow.offer(latency, row)
+            if cost > 0:
+                costly.offer(cost, row)
+
+    def _apply_event(self, t: float | None, line: dict[str, Any], model: str, call_t: float | None) -> None:
+        kind = line.get("event")
+        b = self._bucket(t if t is not None else call_t, model).counts
+        if kind == "llm.attempt_end":
+            status = _int(line.get("status_code"))
+            b[C["http_429"]] += status == 429
+            b[C["http_5xx"]] += status >= 500
+            b[C["timeouts"]] += line.get("outcome") == "timeout"
+        elif kind == "llm.retry_scheduled":
+            b[C["retries"]] += 1
+        elif kind == "llm.rate_limit_wait":
+            if "pause_s" in line:
+                b[C["pauses"]] += 1
+                b[C["pause_s"]] += _num(line.get("pause_s"))
+            else:
+                b[C["limiter_waits"]] += 1
+                b[C["limiter_wait_s"]] += _num(line.get("wait_s"))
+        elif kind == "llm.cache_hit":
+            b[C["cache_hits"]] += 1
+        elif kind == "llm.cache_miss":
+            b[C["cache_misses"]] += 1
+        elif kind == "llm.singleflight_wait":
+            b[C["coalesced"]] += 1
+        elif kind == "llm.repair":
+            action = line.get("action")
+            if action == "local" and line.get("ok"):
+                b[C["repairs_local"]] += 1
+            elif action == "reask":
+                b[C["repairs_reask"]] += 1
+            elif action == "gave_up":
+                b[C["repairs_gave_up"]] += 1
+        elif kind == "llm.breaker_state":
+            b[C["breaker_opened"]] += line.get("state") == "open"
+        elif kind == "llm.fallback":
+            b[C["fallbacks"]] += 1
+
+    def finish(self) -> ReportData:
+        for rid in list(self._pending):
+            self._flush_unfinished(rid)
+        return ReportData(
+            stats=self.stats, filters=self.filters, bucket_ms=self._width, buckets=self._buckets,
+            model_hist=self._model_hist, overall=self._overall, slowest=self._slowest,
+            costliest=self._costliest, kinds=self._kinds, samples=self._samples,
+            first_t=self._first, last_t=self._last, calls=self._calls,
+            calls_without_debug=self._no_debug, unfinished=self._unfinished, debug_lines=self._debug)
+
+
+def error_kind(line: dict[str, Any]) -> str:
+    """``GaveUp ← ProviderError · HTTP 503``: the type, what was behind it, the status."""
+    kind = str(line.get("error_type") or line.get("outcome") or "error")
+    cause = line.get("cause")
+    if cause and cause != kind:
+        kind += f" ← {cause}"
+    status = line.get("status_code")
+    if isinstance(status, int):
+        kind += f" · HTTP {status}"
+    return kind
+
+
+def _int(value: Any) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+
+def _num(value: Any) -> float:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else 0.0
