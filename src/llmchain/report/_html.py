@@ -14,7 +14,7 @@ import re
 from importlib import resources
 from typing import Any
 
-from ._aggregate import COUNTERS, ReportData
+from ._aggregate import COUNTERS, WIDTHS_MS, ReportData
 from ._read import format_time
 from ._sketch import GAMMA
 from ._text import SECRETS_NOTE, bucket_label
@@ -56,7 +56,8 @@ def payload(data: ReportData) -> dict[str, Any]:
             "cli_filters": {k: v for k, v in vars(data.filters).items() if v is not None},
             "secrets_note": SECRETS_NOTE,
         },
-        "counters": list(COUNTERS), "gamma": GAMMA, "models": models, "kinds": kinds,
+        "counters": list(COUNTERS), "widths": list(WIDTHS_MS), "gamma": GAMMA,
+        "models": models, "kinds": kinds,
         "buckets": buckets, "slowest": rows(data.slowest), "costliest": rows(data.costliest),
         "samples": {str(kind_index[k]): [{"request_id": s.request_id, "model": s.model,
                                           "time": None if s.time is None else round(s.time * 1000),

@@ -4,7 +4,7 @@
   var D = JSON.parse(document.getElementById("report-data").textContent);
   var IDX = {};
   D.counters.forEach(function (name, i) { IDX[name] = i; });
-  var W = D.meta.bucket_ms;
+  var W = D.meta.bucket_ms;  // the display bucket width, set by select()
   var state = { from: null, to: null, model: "", rid: "" };
   var COLORS = { ok: "#2e9d5b", cache: "#3b7dd8", retried: "#e0a100", failed: "#d0453b", cancelled: "#8a93a3" };
   var PLOT_CONFIG = { displaylogo: false, responsive: true };
@@ -40,11 +40,29 @@
   function modelOk(m) { return !state.model || D.models[m] === state.model; }
 
   // Sum the selected buckets per time (all selected models together) and per model.
+  // Display buckets: the stored ones, merged so that at most MAX_BARS fit the window shown
+  // (zooming in shows finer buckets, down to the width the log was read at).
+  var MAX_BARS = 240, FIRST = D.buckets.length ? D.buckets[0][0] : 0;
+  var LAST = D.buckets.length ? D.buckets[D.buckets.length - 1][0] + D.meta.bucket_ms : 0;
+  function displayWidth() {
+    var from = state.from == null ? FIRST : state.from, to = state.to == null ? LAST : state.to;
+    var span = Math.max(to - from, D.meta.bucket_ms);
+    for (var i = 0; i < D.widths.length; i++) {
+      if (D.widths[i] >= D.meta.bucket_ms && span / D.widths[i] <= MAX_BARS) return D.widths[i];
+    }
+    return D.widths[D.widths.length - 1];
+  }
+  function widthLabel(ms) {
+    return ms < 1000 ? ms + " ms" : ms < 60000 ? ms / 1000 + " s" : ms < 3600000 ? ms / 60000 + " min" : ms / 3600000 + " h";
+  }
+
   function select() {
     var byTime = {}, byModel = {}, total = D.counters.map(function () { return 0; }), hist = {}, kinds = {};
+    W = displayWidth();
     D.buckets.forEach(function (b) {
-      var t = b[0], m = b[1], counts = b[2];
-      if (!inWindow(t) || !modelOk(m)) return;
+      var m = b[1], counts = b[2];
+      if (!inWindow(b[0]) || !modelOk(m)) return;
+      var t = Math.floor(b[0] / W) * W;
       var slot = byTime[t] || (byTime[t] = { counts: D.counters.map(function () { return 0; }), hist: {}, perModel: {} });
       for (var i = 0; i < counts.length; i++) { slot.counts[i] += counts[i]; total[i] += counts[i]; }
       b[3].forEach(function (p) { slot.hist[p[0]] = (slot.hist[p[0]] || 0) + p[1]; hist[p[0]] = (hist[p[0]] || 0) + p[1]; });
@@ -85,7 +103,7 @@
     ], layout({ yaxis: { title: "calls" } })];
     var qs = [[0.5, "p50", "#3b7dd8"], [0.95, "p95", "#e0a100"], [0.99, "p99", "#d0453b"]];
     figs.latency = [qs.map(function (q) {
-      return { type: "scatter", mode: "lines+markers", x: xs(sel), name: q[1], line: { color: q[2] },
+      return { type: "scatter", mode: sel.times.length > 60 ? "lines" : "lines+markers", x: xs(sel), name: q[1], line: { color: q[2] },
                y: sel.times.map(function (t) { return quantile(sel.byTime[t].hist, q[0]); }) };
     }), layout({ yaxis: { title: "ms", rangemode: "tozero" } })];
     figs.attempts = [[
@@ -96,7 +114,7 @@
     ].map(function (t) { delete t.width; return t; }), layout({ barmode: "group", bargap: 0.15, yaxis: { title: "per bucket" } })];
     figs.cache = [[
       bar(sel, "cache_hits", "hits", COLORS.cache), bar(sel, "cache_misses", "misses", "#b8c2d0"),
-      { type: "scatter", mode: "lines+markers", x: xs(sel), name: "hit rate", yaxis: "y2", line: { color: "#1d2430" },
+      { type: "scatter", mode: sel.times.length > 60 ? "lines" : "lines+markers", x: xs(sel), name: "hit rate", yaxis: "y2", line: { color: "#1d2430", width: 1.5 },
         y: sel.times.map(function (t) {
           var c = sel.byTime[t].counts, n = c[IDX.cache_hits] + c[IDX.cache_misses];
           return n ? 100 * c[IDX.cache_hits] / n : null;
@@ -192,6 +210,7 @@
   var drawn = false;
   function render() {
     var sel = select(), figs = figures(sel);
+    Array.prototype.forEach.call(document.querySelectorAll(".bucket"), function (el) { el.textContent = widthLabel(W); });
     cards(sel);
     stories(sel);
     table("slowest", D.slowest, "latency_ms");
@@ -236,7 +255,6 @@
       (m.unfinished ? "; " + m.unfinished + " request(s) without a summary line" : "") +
       ". " + (m.first || "?") + " → " + (m.last || "?") + ", buckets of " + m.bucket_label +
       (filters ? ". Read with " + filters : "") + ".";
-    Array.prototype.forEach.call(document.querySelectorAll(".bucket"), function (el) { el.textContent = m.bucket_label; });
     document.getElementById("slow-note").textContent = "Among the " + D.slowest.length + " slowest calls kept per model while reading.";
     document.getElementById("cost-note").textContent = "Among the " + D.costliest.length + " costliest calls kept per model while reading.";
     var select_ = document.getElementById("f-model");
