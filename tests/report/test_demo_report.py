@@ -131,3 +131,26 @@ def test_the_report_opens_offline_in_chromium_with_every_chart_drawn(run: tuple[
     assert by_label["repairs local / re-ask"] == "2 / 2" and int(by_label["retries"]) >= 12
     assert "GaveUp ← RateLimited · HTTP 429" in dom and "what happened (" in dom
     assert '<div id="slowest"><table>' in dom and '<div id="costliest"><table>' in dom
+
+
+def test_the_benchmark_log_is_in_the_real_format(result: demo.DemoResult, tmp_path: Path) -> None:
+    """benchmarks/bench_report.py's synthetic lines carry the fields the log stage writes, no others."""
+    import json
+
+    from benchmarks.bench_report import generate
+
+    real: dict[str, set[str]] = {}
+    for line in result.log_path.read_text().splitlines():
+        record = json.loads(line)
+        real.setdefault(record["event"], set()).update(record)
+    fake = tmp_path / "fake.log"
+    generate(fake, 3000)
+    seen: set[str] = set()
+    for line in fake.read_text().splitlines():
+        if not line.startswith("{"):
+            continue  # the other loggers' lines mixed in on purpose
+        record = json.loads(line)
+        seen.add(record["event"])
+        assert set(record) <= real[record["event"]], (record["event"], set(record) - real[record["event"]])
+    assert {"llm.call", "llm.attempt_start", "llm.attempt_end", "llm.retry_scheduled", "llm.rate_limit_wait",
+            "llm.cache_hit", "llm.cache_miss", "llm.repair"} <= seen
