@@ -24,6 +24,7 @@ import argparse
 import json
 import os
 import random
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -182,10 +183,17 @@ def measure(body: str, *args: str) -> tuple[float, float, float]:
     return float(wall), float(cpu), int(rss_kb) / 1024
 
 
+def _median_of(runs: list[tuple[float, float, float]]) -> tuple[float, float, float]:
+    """Median wall and CPU time; the largest peak RSS."""
+    return (statistics.median(r[0] for r in runs), statistics.median(r[1] for r in runs),
+            max(r[2] for r in runs))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--lines", type=int, default=1_000_000)
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds; medians reported")
     parser.add_argument("--markdown", help="write the results block to this file")
     args = parser.parse_args()
     results = []
@@ -194,22 +202,28 @@ def main() -> None:
             log = Path(tmp) / f"{lines}.log"
             calls = generate(log, lines)
             html = str(Path(tmp) / "report.html")
-            base = measure(_BASELINE, str(log))
-            text = measure(_REPORT, str(log), "--text")
-            page = measure(_REPORT, str(log), "-o", html)
+            runs: dict[str, list[tuple[float, float, float]]] = {"base": [], "text": [], "html": []}
+            for _ in range(args.rounds):  # interleaved: a burst of load elsewhere hits all three
+                runs["base"].append(measure(_BASELINE, str(log)))
+                runs["text"].append(measure(_REPORT, str(log), "--text"))
+                runs["html"].append(measure(_REPORT, str(log), "-o", html))
+            base, text, page = (_median_of(runs[k]) for k in ("base", "text", "html"))
             results.append((lines, calls, log.stat().st_size / 1e6, base, text, page,
                             os.path.getsize(html) / 1e6))
-            print(f"{lines:,} lines ({calls:,} calls, {results[-1][2]:.0f} MB): baseline {base[0]:.1f} s, "
-                  f"--text {text[0]:.1f} s / {text[2]:.0f} MB, html {page[0]:.1f} s / {page[2]:.0f} MB")
-    rows = ["| log | calls | size | json.loads baseline | `--text` | HTML | per 1M lines (`--text`) | "
-            "peak RSS `--text` / HTML | HTML file |", "|---|---|---|---|---|---|---|---|---|"]
+            print(f"{lines:,} lines ({calls:,} calls): baseline {base[0]:.1f} s, --text {text[0]:.1f} s "
+                  f"/ {text[2]:.0f} MB, html {page[0]:.1f} s / {page[2]:.0f} MB", flush=True)
+    rows = ["| log | calls | json.loads baseline | `--text` | HTML | per 1M lines: `--text` / HTML | "
+            "peak RSS `--text` / HTML | HTML file |", "|---|---|---|---|---|---|---|---|"]
     for lines, calls, size, base, text, page, html_mb in results:
-        per_m = text[0] * 1_000_000 / lines
-        rows.append(f"| {lines:,} lines | {calls:,} | {size:.0f} MB | {base[0]:.1f} s | {text[0]:.1f} s "
-                    f"({text[0] / base[0]:.1f}x) | {page[0]:.1f} s | {per_m:.1f} s | {text[2]:.0f} MB / "
-                    f"{page[2]:.0f} MB | {html_mb:.1f} MB |")
+        per_m = 1_000_000 / lines
+        rows.append(
+            f"| {lines:,} lines ({size:.0f} MB) | {calls:,} | {base[0]:.1f} s (CPU {base[1]:.1f} s) | "
+            f"{text[0]:.1f} s (CPU {text[1]:.1f} s, {text[1] / base[1]:.1f}x baseline) | {page[0]:.1f} s "
+            f"(CPU {page[1]:.1f} s) | {text[0] * per_m:.1f} s / {page[0] * per_m:.1f} s | "
+            f"{text[2]:.0f} MB / {page[2]:.0f} MB | {html_mb:.1f} MB |")
     block = "\n".join([f"Measured {time.strftime('%Y-%m-%d')}, Python {sys.version.split()[0]}, "
-                       f"{os.cpu_count()} cores (shared machine); wall time, one run each.", "", *rows])
+                       f"{os.cpu_count()} cores (shared machine); medians of {args.rounds} interleaved "
+                       "rounds, each a fresh process (imports included).", "", *rows])
     print(block)
     if args.markdown:
         Path(args.markdown).write_text(block + "\n", encoding="utf-8")

@@ -20,7 +20,8 @@ from ._sketch import GAMMA
 from ._text import SECRETS_NOTE, bucket_label
 
 _MARKER = re.compile(r"\{\{[A-Z_]+\}\}")
-CHART_IDS = ("timeline", "latency", "attempts", "cache", "repairs", "cost_time", "per_model", "errors")
+CHART_IDS = ("timeline", "latency", "attempts", "cache", "repairs", "cost_time", "tokens_time", "per_model",
+             "errors")
 
 
 def payload(data: ReportData) -> dict[str, Any]:

@@ -8,7 +8,7 @@
   var state = { from: null, to: null, model: "", rid: "" };
   var COLORS = { ok: "#2e9d5b", cache: "#3b7dd8", retried: "#e0a100", failed: "#d0453b", cancelled: "#8a93a3" };
   var PLOT_CONFIG = { displaylogo: false, responsive: true };
-  var TIME_CHARTS = ["timeline", "latency", "attempts", "cache", "repairs", "cost_time"];
+  var TIME_CHARTS = ["timeline", "latency", "attempts", "cache", "repairs", "cost_time", "tokens_time"];
 
   function pad(n, w) { n = String(n); while (n.length < (w || 2)) n = "0" + n; return n; }
   function fmtTime(ms, withMs) {
@@ -63,11 +63,12 @@
       var m = b[1], counts = b[2];
       if (!inWindow(b[0]) || !modelOk(m)) return;
       var t = Math.floor(b[0] / W) * W;
-      var slot = byTime[t] || (byTime[t] = { counts: D.counters.map(function () { return 0; }), hist: {}, perModel: {} });
+      var slot = byTime[t] || (byTime[t] = { counts: D.counters.map(function () { return 0; }), hist: {}, perModel: {}, tokensPerModel: {} });
       for (var i = 0; i < counts.length; i++) { slot.counts[i] += counts[i]; total[i] += counts[i]; }
       b[3].forEach(function (p) { slot.hist[p[0]] = (slot.hist[p[0]] || 0) + p[1]; hist[p[0]] = (hist[p[0]] || 0) + p[1]; });
       b[4].forEach(function (p) { kinds[p[0]] = (kinds[p[0]] || 0) + p[1]; });
       slot.perModel[m] = (slot.perModel[m] || 0) + counts[IDX.cost_usd];
+      slot.tokensPerModel[m] = (slot.tokensPerModel[m] || 0) + counts[IDX.tokens_in] + counts[IDX.tokens_out];
       var pm = byModel[m] || (byModel[m] = D.counters.map(function () { return 0; }));
       for (var j = 0; j < counts.length; j++) pm[j] += counts[j];
     });
@@ -129,6 +130,10 @@
       return { type: "bar", x: xs(sel), name: D.models[m], width: W * 0.9,
                y: sel.times.map(function (t) { return sel.byTime[t].perModel[m] || 0; }) };
     }), layout({ yaxis: { title: "USD" } })];
+    figs.tokens_time = [models.map(function (m) {
+      return { type: "bar", x: xs(sel), name: D.models[m], width: W * 0.9,
+               y: sel.times.map(function (t) { return sel.byTime[t].tokensPerModel[m] || 0; }) };
+    }), layout({ yaxis: { title: "tokens (in + out)" } })];
     var names = models.map(function (m) { return D.models[m]; });
     figs.per_model = [[
       { type: "bar", x: names, y: models.map(function (m) { return sel.byModel[m][IDX.tokens_in]; }), name: "tokens in", marker: { color: "#3b7dd8" } },
