@@ -14,7 +14,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from llmchain.report import read_logs
-from llmchain.report._aggregate import COUNTERS, error_kind
+from llmchain.report._aggregate import error_kind
+from llmchain.report._data import COUNTERS
 
 T0 = 1_796_514_000.0  # 2026-12-05 23:40:00 (log time)
 MODELS = ("gpt-4o-mini", "gpt-4o", "claude-3-5-haiku")

@@ -17,7 +17,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from ._aggregate import Aggregator, ReportData
+from ._aggregate import Aggregator
+from ._data import ReportData
 from ._read import Filters, LogInputError, ReadStats, read_records
 from ._text import figures, render_text
 

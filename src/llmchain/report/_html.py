@@ -14,7 +14,7 @@ import re
 from importlib import resources
 from typing import Any
 
-from ._aggregate import COUNTERS, WIDTHS_MS, ReportData
+from ._data import COUNTERS, WIDTHS_MS, ReportData
 from ._read import format_time
 from ._sketch import GAMMA
 from ._text import SECRETS_NOTE, bucket_label

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ._aggregate import COUNTERS, ReportData
+from ._data import COUNTERS, ReportData
 from ._read import format_time
 
 SECRETS_NOTE = ("This report shows only what the log holds; the log stage redacts secrets before "
