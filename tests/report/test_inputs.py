@@ -166,3 +166,32 @@ def test_the_html_report_is_private_to_its_owner(tmp_path: Path) -> None:
     out = tmp_path / "r.html"
     assert main(["report", log, "-o", str(out)]) == 0
     assert os.stat(out).st_mode & 0o777 == 0o600
+
+
+def test_request_id_tells_the_story_of_an_ok_call_too(tmp_path: Path) -> None:
+    log = write(tmp_path / "s.log", [
+        debug("feed1", "2026-12-05 14:00:00,000", "attempt_start", attempt=1, served_by="openai:m"),
+        debug("feed1", "2026-12-05 14:00:00,200", "attempt_end", attempt=1, outcome="error", status_code=503,
+              error_type="ProviderError", duration_s=0.2),
+        debug("feed1", "2026-12-05 14:00:00,200", "retry_scheduled", attempt=2, delay_s=0.3),
+        call("feed1", "2026-12-05 14:00:00,900", attempts=2),
+        call("other", "2026-12-05 14:00:01,000"),
+    ])
+    data = read_logs([log], Filters(request_id="feed"))
+    [story] = [s.story for s in data.requested]
+    assert story[0].startswith("ok: answered after 2 attempt(s)")
+    assert "      +200 ms  attempt #1 · error · 200 ms · HTTP 503 · ProviderError" in story
+    assert "      +200 ms  retry #2 in 300 ms (backoff)" in story
+    assert "Story of feed1 (--request-id)" in render_text(data)
+
+
+def test_debug_lines_of_calls_that_never_end_stay_bounded() -> None:
+    from llmchain.report._aggregate import Aggregator
+    from llmchain.report._read import ReadStats
+
+    aggregator = Aggregator(ReadStats(), max_pending_events=100)
+    for i in range(1000):  # summaries never arrive (an INFO-filtered handler, a crash...)
+        aggregator.add(1000.0 + i, {"event": "llm.attempt_end", "request_id": f"r{i // 3}", "status_code": 429})
+        assert aggregator._pending_events <= 100
+    data = aggregator.finish()
+    assert data.unfinished == 334 and data.totals()[8] == 1000  # every 429 still counted

@@ -17,6 +17,7 @@ from ._data import (
     MAX_KINDS,
     MAX_MODELS,
     OTHER,
+    REQUESTED_STORIES,
     UNKNOWN_MODEL,
     WIDTHS_MS,
     Bucket,
@@ -52,6 +53,7 @@ class Aggregator:
         self._costliest: dict[str, TopN] = {}
         self._kinds: dict[str, int] = {}
         self._samples: dict[str, list[Sample]] = {}
+        self._requested: list[Sample] = []  # with --request-id: the story of each matching call
         self._first: float | None = None
         self._last: float | None = None
         self._calls = self._no_debug = self._unfinished = self._debug = 0
@@ -182,6 +184,8 @@ class Aggregator:
         index = bin_of(latency)
         bucket.hist[index] = bucket.hist.get(index, 0) + 1
         self._tables(t, line, model, latency, cost, attempts)
+        if self.filters.request_id is not None and len(self._requested) < REQUESTED_STORIES:
+            self._requested.append(Sample(str(rid), t, model, build_story(line, t, events)))
         if outcome != "ok":
             kind = error_kind(line)
             if kind not in self._kinds and len(self._kinds) >= MAX_KINDS:
@@ -250,7 +254,7 @@ class Aggregator:
         return ReportData(
             stats=self.stats, filters=self.filters, bucket_ms=self._width, buckets=self._buckets,
             model_hist=self._model_hist, overall=self._overall, slowest=self._slowest,
-            costliest=self._costliest, kinds=self._kinds, samples=self._samples,
+            costliest=self._costliest, kinds=self._kinds, samples=self._samples, requested=self._requested,
             first_t=self._first, last_t=self._last, calls=self._calls,
             calls_without_debug=self._no_debug, unfinished=self._unfinished, debug_lines=self._debug)
 

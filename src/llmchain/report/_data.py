@@ -25,6 +25,7 @@ WIDTHS_MS = (100, 200, 1000, 2000, 10_000, 30_000, 60_000, 120_000, 600_000, 1_8
 MAX_BUCKETS = 1440
 MAX_MODELS = 50
 MAX_KINDS = 40
+REQUESTED_STORIES = 20
 OTHER = "(other)"
 UNKNOWN_MODEL = "(unknown)"
 
@@ -71,6 +72,7 @@ class ReportData:
     costliest: dict[str, TopN]
     kinds: dict[str, int]
     samples: dict[str, list[Sample]]
+    requested: list[Sample]
     first_t: float | None
     last_t: float | None
     calls: int = 0

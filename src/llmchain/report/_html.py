@@ -60,6 +60,8 @@ def payload(data: ReportData) -> dict[str, Any]:
         "counters": list(COUNTERS), "widths": list(WIDTHS_MS), "gamma": GAMMA,
         "models": models, "kinds": kinds,
         "buckets": buckets, "slowest": rows(data.slowest), "costliest": rows(data.costliest),
+        "requested": [{"request_id": s.request_id, "model": s.model, "story": "\n".join(s.story),
+                       "time": None if s.time is None else round(s.time * 1000)} for s in data.requested],
         "samples": {str(kind_index[k]): [{"request_id": s.request_id, "model": s.model,
                                           "time": None if s.time is None else round(s.time * 1000),
                                           "story": "\n".join(s.story)} for s in samples]

@@ -204,6 +204,10 @@
         esc(D.kinds[k]) + (samples.length ? ' — e.g. <span class="rid">' + esc(samples[0].request_id.slice(0, 12)) + "</span>" : "") +
         "</summary>" + body + "</details>";
     }).join("");
+    if (D.requested.length) {  // read with --request-id: every matching call's story, ok ones too
+      html = "<p><b>Read with --request-id " + esc(D.meta.cli_filters.request_id) + ":</b></p>" +
+        D.requested.map(function (s) { return "<pre>" + esc(s.story) + "</pre>"; }).join("") + html;
+    }
     if (!html) {
       html = state.rid ? '<p class="note">No failed call with a request id starting "' + esc(state.rid) +
         '" among the embedded samples. For any request, run <code>llmchain report LOG --request-id ' + esc(state.rid) +

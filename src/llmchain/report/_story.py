@@ -80,8 +80,13 @@ def build_story(summary: dict[str, Any], t: float | None,
                 events: list[tuple[float | None, dict[str, Any]]]) -> list[str]:
     """The ``.explain()``-style lines of one call from its summary line and debug lines."""
     error_type = summary.get("error_type") or summary.get("outcome") or "error"
-    lines = [f"{error_type}: {summary.get('error') or '(no message in the log)'}",
-             f"  request id: {summary.get('request_id')}"]
+    if summary.get("outcome") == "ok":
+        first = (f"ok: answered after {summary.get('attempts', '?')} attempt(s), cache "
+                 f"{summary.get('cache') or '-'}, tokens {summary.get('tokens_in')} in / "
+                 f"{summary.get('tokens_out')} out")
+    else:
+        first = f"{error_type}: {summary.get('error') or '(no message in the log)'}"
+    lines = [first, f"  request id: {summary.get('request_id')}"]
     where = [format_time(t, with_ms=True)] if t is not None else []
     if summary.get("model"):
         where.append(f"model {summary['model']}")

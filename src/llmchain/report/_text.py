@@ -112,6 +112,9 @@ def render_text(data: ReportData, *, stories: int = 3) -> str:
             out.append(f"  {n:>7,}x {kind}   e.g. {found[0].request_id[:8] if found else '-'}")
     out += ["", "Slowest calls:", *_table(data, "slowest"),
             "", "Costliest calls:", *_table(data, "costliest")]
+    for sample in data.requested:
+        out += ["", f"Story of {sample.request_id} (--request-id), rebuilt from the log:",
+                *("  " + line for line in sample.story)]
     for kind, _ in kinds[:stories]:
         for sample in data.samples.get(kind, [])[:1]:
             out += ["", f"Story of {sample.request_id[:8]} ({kind}), rebuilt from the log:",
