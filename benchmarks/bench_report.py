@@ -212,14 +212,14 @@ def main() -> None:
                             os.path.getsize(html) / 1e6))
             print(f"{lines:,} lines ({calls:,} calls): baseline {base[0]:.1f} s, --text {text[0]:.1f} s "
                   f"/ {text[2]:.0f} MB, html {page[0]:.1f} s / {page[2]:.0f} MB", flush=True)
-    rows = ["| log | calls | json.loads baseline | `--text` | HTML | per 1M lines: `--text` / HTML | "
+    rows = ["| log | calls | json.loads baseline | `--text` | HTML | CPU per 1M lines: `--text` / HTML | "
             "peak RSS `--text` / HTML | HTML file |", "|---|---|---|---|---|---|---|---|"]
     for lines, calls, size, base, text, page, html_mb in results:
         per_m = 1_000_000 / lines
         rows.append(
             f"| {lines:,} lines ({size:.0f} MB) | {calls:,} | {base[0]:.1f} s (CPU {base[1]:.1f} s) | "
             f"{text[0]:.1f} s (CPU {text[1]:.1f} s, {text[1] / base[1]:.1f}x baseline) | {page[0]:.1f} s "
-            f"(CPU {page[1]:.1f} s) | {text[0] * per_m:.1f} s / {page[0] * per_m:.1f} s | "
+            f"(CPU {page[1]:.1f} s) | {text[1] * per_m:.1f} s / {page[1] * per_m:.1f} s | "
             f"{text[2]:.0f} MB / {page[2]:.0f} MB | {html_mb:.1f} MB |")
     block = "\n".join([f"Measured {time.strftime('%Y-%m-%d')}, Python {sys.version.split()[0]}, "
                        f"{os.cpu_count()} cores (shared machine); medians of {args.rounds} interleaved "
