@@ -195,3 +195,14 @@ def test_debug_lines_of_calls_that_never_end_stay_bounded() -> None:
         assert aggregator._pending_events <= 100
     data = aggregator.finish()
     assert data.unfinished == 334 and data.totals()[8] == 1000  # every 429 still counted
+
+
+def test_a_chosen_bucket_width_is_kept(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    log = write(tmp_path / "b.log", [call("a", "2026-12-05 14:00:10,000"), call("b", "2026-12-05 14:00:50,000"),
+                                     call("c", "2026-12-05 14:01:10,000")])
+    data = read_logs([log], bucket_ms=60_000)
+    assert data.bucket_ms == 60_000
+    assert {k: int(v["gpt-4o-mini"].counts[0]) for k, v in data.buckets.items()} == {
+        int(parse_time_option("2026-12-05 14:00") * 1000): 2, int(parse_time_option("2026-12-05 14:01") * 1000): 1}
+    assert main(["report", log, "--text", "--bucket", "60"]) == 0
+    assert "time buckets of 1 min" in capsys.readouterr().out

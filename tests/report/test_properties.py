@@ -180,3 +180,13 @@ def test_time_buckets_stay_bounded_and_count_every_call(tmp_path_factory: Any, t
         key = int((T0 + ms / 1000) * 1000) // width * width
         per_bucket[key] = per_bucket.get(key, 0) + 1
     assert {k: int(v["m"].counts[0]) for k, v in data.buckets.items()} == per_bucket
+
+
+@given(values=st.lists(st.floats(0, 1e6, allow_nan=False), max_size=200), n=st.integers(1, 30))
+def test_top_n_keeps_the_n_largest(values: list[float], n: int) -> None:
+    from llmchain.report._sketch import TopN
+
+    top = TopN(n)
+    for i, value in enumerate(values):
+        top.offer(value, (value, i))
+    assert [v for v, _ in top.items()] == sorted(values, reverse=True)[:n]

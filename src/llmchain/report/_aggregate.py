@@ -95,20 +95,23 @@ class Aggregator:
                 self._apply_event(te, line, UNKNOWN_MODEL, None)
 
     def _bucket(self, t: float | None, model: str) -> Bucket:
-        key = int(t * 1000) // self._width * self._width if t is not None else 0
+        if t is None:  # a line without a readable time: count it with the line before
+            t = self._last if self._last is not None else 0.0
+        key = int(t * 1000) // self._width * self._width
         per_model = self._buckets.get(key)
         if per_model is None:
             per_model = self._buckets[key] = {}
-            if self._auto and len(self._buckets) > MAX_BUCKETS:
-                self._widen()
+            # a --bucket the user chose is kept unless it would hold memory without bound
+            if len(self._buckets) > (MAX_BUCKETS if self._auto else MAX_BUCKETS * 50):
+                self._widen(MAX_BUCKETS if self._auto else MAX_BUCKETS * 50)
                 return self._bucket(t, model)
         bucket = per_model.get(model)
         if bucket is None:
             bucket = per_model[model] = Bucket()
         return bucket
 
-    def _widen(self) -> None:
-        while len(self._buckets) > MAX_BUCKETS and self._width < WIDTHS_MS[-1]:
+    def _widen(self, limit: int) -> None:
+        while len(self._buckets) > limit and self._width < WIDTHS_MS[-1]:
             self._width = next(w for w in WIDTHS_MS if w > self._width)
             merged: dict[int, dict[str, Bucket]] = {}
             for key, per_model in self._buckets.items():
