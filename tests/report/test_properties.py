@@ -190,3 +190,36 @@ def test_top_n_keeps_the_n_largest(values: list[float], n: int) -> None:
     for i, value in enumerate(values):
         top.offer(value, (value, i))
     assert [v for v, _ in top.items()] == sorted(values, reverse=True)[:n]
+
+
+FIELD_VALUES = st.one_of(st.none(), st.booleans(), st.integers(-(2**70), 2**70), st.text(max_size=8),
+                         st.floats(allow_nan=True, allow_infinity=True), st.lists(st.integers(), max_size=2),
+                         st.dictionaries(st.text(max_size=3), st.integers(), max_size=2))
+FIELDS = ("time", "request_id", "model", "transport", "outcome", "error_type", "error", "cause", "status_code",
+          "latency_ms", "attempts", "cache", "tokens_in", "tokens_out", "cost_usd", "retry_after_s", "retryable",
+          "attempt", "served_by", "duration_s", "delay_s", "wait_s", "pause_s", "action", "ok", "state", "leader")
+EVENTS = ("llm.call", "llm.attempt_start", "llm.attempt_end", "llm.retry_scheduled", "llm.rate_limit_wait",
+          "llm.cache_hit", "llm.cache_miss", "llm.singleflight_wait", "llm.repair", "llm.breaker_state",
+          "llm.fallback", "llm.something_new")
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(lines=st.lists(st.tuples(st.sampled_from(EVENTS),
+                                st.dictionaries(st.sampled_from(FIELDS), FIELD_VALUES, max_size=12)),
+                      min_size=1, max_size=20),
+       shared_id=st.booleans())
+def test_garbage_field_values_never_crash_the_report(tmp_path_factory: Any, lines: list[tuple[str, dict[str, Any]]],
+                                                     shared_id: bool) -> None:
+    """A hostile or buggy writer: any value in any field. The report reads, renders, and says what it saw."""
+    from llmchain.report import render_text
+    from llmchain.report._html import payload
+
+    records = [{**fields, "event": event, **({"request_id": "same"} if shared_id else {})}
+               for event, fields in lines]
+    path = Path(tmp_path_factory.mktemp("fuzz")) / "x.log"
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    data = read_logs([str(path)])
+    assert data.stats.llmchain_lines == len(records)
+    assert data.calls == sum(r["event"] == "llm.call" for r in records)
+    render_text(data)
+    json.dumps(payload(data), allow_nan=False)  # the page's JSON.parse would reject NaN/Infinity

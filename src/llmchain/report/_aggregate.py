@@ -8,6 +8,7 @@ debug lines come before its summary line; they wait in ``pending`` until it arri
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -207,10 +208,13 @@ class Aggregator:
             self._costliest[model] = TopN(self.top_n)
         costly = self._costliest[model]
         if slow.would_keep(latency) or (cost > 0 and costly.would_keep(cost)):
-            row = {"time": t, "request_id": line.get("request_id"), "model": model,
-                   "outcome": line.get("error_type") or line.get("outcome"), "latency_ms": latency,
-                   "attempts": attempts, "cache": line.get("cache"), "tokens_in": line.get("tokens_in"),
-                   "tokens_out": line.get("tokens_out"), "cost_usd": line.get("cost_usd")}
+            cache = line.get("cache")
+            row = {"time": t, "request_id": str(line.get("request_id")), "model": model,
+                   "outcome": str(line.get("error_type") or line.get("outcome")), "latency_ms": latency,
+                   "attempts": attempts, "cache": cache if isinstance(cache, str) else None,
+                   "tokens_in": _int(line.get("tokens_in"), None),
+                   "tokens_out": _int(line.get("tokens_out"), None),
+                   "cost_usd": _num(line.get("cost_usd"), None)}
             slow.offer(latency, row)
             if cost > 0:
                 costly.offer(cost, row)
@@ -274,9 +278,17 @@ def error_kind(line: dict[str, Any]) -> str:
     return kind
 
 
-def _int(value: Any) -> int:
-    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+_EXACT = 2**53  # larger ints are not token counts; they would not even fit a float
 
 
-def _num(value: Any) -> float:
-    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else 0.0
+def _int(value: Any, default: Any = 0) -> Any:
+    """An int field as logged, or ``default`` (missing, null, or not an int)."""
+    ok = isinstance(value, int) and not isinstance(value, bool) and -_EXACT < value < _EXACT
+    return value if ok else default
+
+
+def _num(value: Any, default: Any = 0.0) -> Any:
+    """A finite number field as logged, or ``default`` (NaN and infinity included)."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+        return float(value)
+    return default

@@ -58,6 +58,7 @@ class ReadStats:
 
 _TIME_CACHE: dict[str, float] = {}
 _DECODE = json.JSONDecoder().decode
+_YEAR_10000 = 253_402_300_800.0
 
 
 def parse_time(value: Any) -> float | None:
@@ -67,7 +68,7 @@ def parse_time(value: Any) -> float | None:
     (shown back unchanged). ISO 8601 with an offset is converted to UTC; numbers are epoch seconds.
     """
     if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return float(value)
+        return float(value) if 0 <= value < _YEAR_10000 else None  # also rejects NaN
     if not isinstance(value, str) or len(value) < 19:
         return None
     head = value[:19]
@@ -79,6 +80,8 @@ def parse_time(value: Any) -> float | None:
             base = float(calendar.timegm((int(head[:4]), int(head[5:7]), int(head[8:10]),
                                           int(head[11:13]), int(head[14:16]), int(head[17:19]))))
         except ValueError:
+            return None
+        if not 0 <= base < _YEAR_10000:  # before 1970: not a time this library wrote
             return None
         if len(_TIME_CACHE) > 100_000:  # one entry per second of log: keep it bounded
             _TIME_CACHE.clear()
@@ -93,8 +96,12 @@ def parse_time(value: Any) -> float | None:
     except ValueError:
         return base
     if parsed.tzinfo is not None:
-        parsed = parsed.astimezone(timezone.utc)
-    return calendar.timegm(parsed.timetuple()) + parsed.microsecond / 1e6
+        try:
+            parsed = parsed.astimezone(timezone.utc)
+        except OverflowError:
+            return None
+    t = calendar.timegm(parsed.timetuple()) + parsed.microsecond / 1e6
+    return t if 0 <= t < _YEAR_10000 else None
 
 
 def format_time(t: float, *, with_ms: bool = False) -> str:

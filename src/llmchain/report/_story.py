@@ -26,8 +26,19 @@ HINTS = {
 }
 
 
+def _number(value: Any) -> float | None:
+    """A numeric field as logged, or None (missing, text, or too large for a float)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    try:
+        return float(value)
+    except OverflowError:
+        return None
+
+
 def _ms(seconds: Any) -> str:
-    return f"{float(seconds) * 1000:.0f} ms" if isinstance(seconds, (int, float)) else "? ms"
+    value = _number(seconds)
+    return "? ms" if value is None else f"{value * 1000:.0f} ms"
 
 
 def describe_event(line: dict[str, Any]) -> str | None:
@@ -92,7 +103,8 @@ def build_story(summary: dict[str, Any], t: float | None,
         where.append(f"model {summary['model']}")
     if summary.get("transport"):
         where.append(f"via {summary['transport']}")
-    where.append(f"{float(summary.get('latency_ms') or 0):.0f} ms in all")
+    latency = _number(summary.get("latency_ms"))
+    where.append(f"{latency:.0f} ms in all" if latency is not None else "latency not logged")
     lines.append("  ended: " + " · ".join(where))
     if events:
         start = next((te for te, _ in events if te is not None), t)
