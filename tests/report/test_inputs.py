@@ -206,3 +206,16 @@ def test_a_chosen_bucket_width_is_kept(tmp_path: Path, capsys: pytest.CaptureFix
         int(parse_time_option("2026-12-05 14:00") * 1000): 2, int(parse_time_option("2026-12-05 14:01") * 1000): 1}
     assert main(["report", log, "--text", "--bucket", "60"]) == 0
     assert "time buckets of 1 min" in capsys.readouterr().out
+
+
+def test_log_text_cannot_break_out_of_the_page(tmp_path: Path) -> None:
+    pytest.importorskip("plotly", reason="the dev extra installs plotly (llmchain[report])")
+    hostile = '</script><img src=x onerror="alert(1)">{{PLOTLY_JS}}'
+    log = write(tmp_path / "h.log", [call("a", "2026-12-05 14:00:00,000", outcome="error", error=hostile,
+                                          error_type=hostile, model=hostile)])
+    out = tmp_path / "r.html"
+    assert main(["report", log, "-o", str(out)]) == 0
+    html = out.read_text()
+    assert "<img" not in html.split('<script id="report-data"')[1].split("</script>")[0]
+    assert html.count("plotly.js v") == 1 and '<img src=x' not in html
+    assert html.count("</script>") == html.count("<script")
