@@ -107,12 +107,14 @@
       return { type: "scatter", mode: sel.times.length > 60 ? "lines" : "lines+markers", x: xs(sel), name: q[1], line: { color: q[2] },
                y: sel.times.map(function (t) { return quantile(sel.byTime[t].hist, q[0]); }) };
     }), layout({ yaxis: { title: "ms", rangemode: "tozero" } })];
+    // the events stacked per bucket (what happened, and how much), attempts as a line over them
     figs.attempts = [[
-      bar(sel, "attempts", "attempts", "#b8c2d0"),
       bar(sel, "retries", "retries", "#e0a100"), bar(sel, "http_429", "429s", "#d0453b"),
       bar(sel, "http_5xx", "5xx", "#8e44ad"), bar(sel, "timeouts", "timeouts", "#6d2018"),
-      bar(sel, "pauses", "provider pauses (429)", "#16a085"), bar(sel, "limiter_waits", "limiter waits", "#3b7dd8")
-    ].map(function (t) { delete t.width; return t; }), layout({ barmode: "group", bargap: 0.15, yaxis: { title: "per bucket" } })];
+      bar(sel, "pauses", "provider pauses (429)", "#16a085"), bar(sel, "limiter_waits", "limiter waits", "#3b7dd8"),
+      { type: "scatter", mode: sel.times.length > 60 ? "lines" : "markers", x: xs(sel), y: series(sel, "attempts"),
+        name: "attempts", marker: { color: "#1d2430", symbol: "line-ew-open", size: 14 }, line: { color: "#6b7687", width: 1 } }
+    ], layout({ yaxis: { title: "per bucket" } })];
     figs.cache = [[
       bar(sel, "cache_hits", "hits", COLORS.cache), bar(sel, "cache_misses", "misses", "#b8c2d0"),
       { type: "scatter", mode: sel.times.length > 60 ? "lines" : "lines+markers", x: xs(sel), name: "hit rate", yaxis: "y2", line: { color: "#1d2430", width: 1.5 },
