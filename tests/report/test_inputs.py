@@ -219,3 +219,15 @@ def test_log_text_cannot_break_out_of_the_page(tmp_path: Path) -> None:
     assert "<img" not in html.split('<script id="report-data"')[1].split("</script>")[0]
     assert html.count("plotly.js v") == 1 and '<img src=x' not in html
     assert html.count("</script>") == html.count("<script")
+
+
+def test_an_endless_line_is_skipped_without_holding_it(tmp_path: Path) -> None:
+    from llmchain.report._read import MAX_LINE
+
+    path = tmp_path / "long.log"
+    with path.open("wb") as out:
+        out.write((call("a", "2026-12-05 14:00:00,000") + "\n").encode())
+        out.write(b"x" * (3 * MAX_LINE + 5) + b"\n")  # e.g. a dumped blob from another logger
+        out.write((call("b", "2026-12-05 14:00:01,000") + "\n").encode())
+    data = read_logs([str(path)])
+    assert (data.calls, data.stats.foreign_lines, data.stats.lines) == (2, 1, 3)

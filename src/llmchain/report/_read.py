@@ -22,6 +22,7 @@ from .._exceptions import LLMChainError
 
 _GZIP_MAGIC = b"\x1f\x8b"
 _SNIFF_BYTES = 4096
+MAX_LINE = 1 << 20  # a longer "line" is not one the log stage wrote (it trims every field)
 
 
 class LogInputError(LLMChainError):
@@ -140,7 +141,7 @@ def _open(path: str) -> IO[bytes]:
     head = raw.peek(_SNIFF_BYTES)[:_SNIFF_BYTES] if hasattr(raw, "peek") else b""
     if head.startswith(_GZIP_MAGIC):
         return gzip.GzipFile(fileobj=raw)  # type: ignore[return-value]
-    if b"\x00" in head:
+    if b"\x00" in head and b'"llm.' not in head:  # NULs alone may be a crash's padding in a log
         raw.close()
         raise LogInputError(f"{path}: a binary file, not an llmchain log (expected JSON lines, "
                             "plain or gzip-compressed)")
@@ -151,8 +152,13 @@ def _raw_lines(stream: IO[bytes], path: str, stats: ReadStats) -> Iterator[tuple
     """(line, complete) pairs; a gzip stream cut short ends like a truncated last line."""
     count = 0
     try:
-        for line in stream:
+        while line := stream.readline(MAX_LINE):
             count += 1
+            if len(line) == MAX_LINE and not line.endswith(b"\n"):  # not a log line: skip it whole
+                while (more := stream.readline(MAX_LINE)) and not more.endswith(b"\n"):
+                    pass
+                yield b"", True  # counted as foreign, without holding it in memory
+                continue
             yield line, line.endswith(b"\n")
     except (EOFError, gzip.BadGzipFile) as exc:  # the compressed file ends mid-stream
         if isinstance(exc, gzip.BadGzipFile) and count == 0:
