@@ -9,7 +9,7 @@
 
 The report shows only what the log holds, and the log stage redacts secrets before writing.
 Modules: ``_read`` (files, gzip, foreign and truncated lines), ``_sketch`` (quantile histogram,
-top-N), ``_aggregate`` (time buckets per model), ``_story`` (a failed call's story), ``_text``
+top-N), ``_aggregate`` + ``_data`` (time buckets per model), ``_story`` (a call's story), ``_text``
 and ``_html`` (the two renderings), ``_cli`` (the subcommand).
 """
 

@@ -18,10 +18,6 @@ def _fmt_ms(value: float | None) -> str:
     return "-" if value is None else f"{value:,.0f} ms" if value >= 10 else f"{value:.1f} ms"
 
 
-def _pct(part: float, whole: float) -> str:
-    return f"{100 * part / whole:.0f}%" if whole else "-"
-
-
 def _span(data: ReportData) -> str:
     if data.first_t is None or data.last_t is None:
         return "no timestamps"
@@ -30,11 +26,15 @@ def _span(data: ReportData) -> str:
 
 
 def bucket_label(ms: int) -> str:
-    return f"{ms} ms" if ms < 1000 else f"{ms // 1000} s" if ms < 60_000 else f"{ms // 60_000} min"
+    if ms < 1000:
+        return f"{ms} ms"
+    if ms < 60_000:
+        return f"{ms / 1000:g} s"
+    return f"{ms / 60_000:g} min" if ms < 3_600_000 else f"{ms / 3_600_000:g} h"
 
 
 def figures(data: ReportData) -> dict[str, Any]:
-    """The headline numbers (shared by the text summary, the HTML header and tests)."""
+    """The headline numbers of the whole selection (the page computes the same in the browser)."""
     t = dict(zip(COUNTERS, data.totals(), strict=True))
     lookups = t["cache_hits"] + t["cache_misses"]
     return {
