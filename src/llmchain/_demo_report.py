@@ -4,9 +4,11 @@ the failures' ``.explain()``, and where the JSON log is (``render_text``; ``to_j
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 from collections import Counter
+from pathlib import Path
 from typing import Any
 
 from .demo import SETTINGS, STAGE_OPTIONS, DemoResult, Row, attempt_label
@@ -194,7 +196,19 @@ def render_text(result: DemoResult, *, explain_all: bool = False) -> str:
         out += ["", "NOT as designed:", *("  " + p for p in result.problems)]
     else:
         out += ["", "Ran as designed: the requests that failed, failed on purpose, and said why."]
+    out += ["", *report_hint(result)]
     return "\n".join(out)
+
+
+def report_hint(result: DemoResult) -> list[str]:
+    """How to see this run's log as an incident report (``llmchain report``)."""
+    log = result.log_path
+    with contextlib.suppress(ValueError):
+        log = log.relative_to(Path.cwd())
+    html = log.with_name(log.stem + "-report.html")
+    return [f"See this run as charts: llmchain report {log} -o {html}",
+            f"  then open {html} in a browser (works offline; needs pip install 'llmchain[report]')",
+            f"  or, in the terminal: llmchain report {log} --text"]
 
 
 _NOT_STORY = frozenset({"time", "level", "logger", "message", "event", "request_id", "stage"})

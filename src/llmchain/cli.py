@@ -12,7 +12,8 @@ import json
 import sys
 from collections.abc import Sequence
 
-COMMAND_MODULES: tuple[str, ...] = ("llmchain._cli_serve", "llmchain._cli_batch", "llmchain._cli_demo")
+COMMAND_MODULES: tuple[str, ...] = ("llmchain._cli_serve", "llmchain._cli_batch", "llmchain._cli_demo",
+                                   "llmchain.report._cli")
 
 EXIT_CALL_ERROR = 1
 EXIT_CONFIG_ERROR = 2
