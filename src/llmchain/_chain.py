@@ -22,7 +22,7 @@ from ._events import CallTrace, Observer, current_call
 from ._exceptions import CallError, ConfigError, LLMChainError
 from ._loop import LOOP
 from ._models import PLAIN_PARAMS, LLMRequest, LLMResponse, Message, copy_with, prompt_request
-from ._order import check_order
+from ._order import check_order, stage_roles
 from ._types import Middleware, Transport
 from ._wrap import wrap_foreign
 from .plugins import get_registry
@@ -74,7 +74,7 @@ class Chain:
             raise ConfigError(
                 f"{source}: stage name(s) {sorted(duplicates)} used twice; give each a distinct name"
             )
-        check_order([kind for _, kind, _ in named])
+        check_order([stage_roles(stage) for _, _, stage in named])
         self._stages: tuple[tuple[str, str, Middleware], ...] = tuple(named)
         self._observers = tuple(registry.observers) + tuple(observers)
         # computed once: the identity of a built transport does not change
@@ -192,16 +192,19 @@ class Chain:
         return LOOP.run(self.acomplete_json(prompt, schema=schema, **params))
 
     def astream(self, prompt: Prompt, **params: Any) -> ResponseStream:
-        """Stream the answer's text chunks; the final LLMResponse is on the iterator's ``.response``."""
-        from ._streaming import astream
+        """Stream the answer through every stage: iterating yields its text chunks as they
+        arrive, ``events()`` the typed events; the final LLMResponse is on ``.response``."""
+        from ._streaming import ResponseStream
 
-        return astream(self, self.build_request(prompt, **params))
+        params["stream"] = True
+        return ResponseStream(self, self._request(prompt, params))
 
     def stream(self, prompt: Prompt, **params: Any) -> SyncResponseStream:
-        """Sync ``astream``: yields text chunks as they arrive."""
-        from ._streaming import stream
+        """Sync ``astream`` (scripts, threads, Jupyter): yields text chunks as they arrive."""
+        from ._streaming import ResponseStream, SyncResponseStream
 
-        return stream(self, self.build_request(prompt, **params))
+        params["stream"] = True
+        return SyncResponseStream(ResponseStream(self, self._request(prompt, params)))
 
     async def _run(self, request: LLMRequest) -> LLMResponse:
         clock = self._clock
@@ -229,6 +232,7 @@ class Chain:
                         "max_tokens": request.max_tokens,
                         "top_p": request.top_p,
                         "seed": request.seed,
+                        **({"stream": True} if request.stream else {}),
                     },
                 )
             response = await self._entry(request)
@@ -248,6 +252,8 @@ class Chain:
             raise wrapped from exc
         finally:
             current_call.reset(token)
+        if request.stream:
+            return self._streaming(request, response, trace, start)
         update = {
             "attempts": tuple(trace.attempts),
             "latency_s": clock.now() - start,
@@ -259,8 +265,61 @@ class Chain:
         self._end(trace, start, None, response)
         return response
 
+    def _streaming(self, request: LLMRequest, response: LLMResponse, trace: CallTrace,
+                   start: float) -> LLMResponse:
+        """A streamed call's response on its way to the caller: the call ends with its stream."""
+        from ._stream import replay
+
+        if response.stream is None:  # a stage answered whole (e.g. a cache hit of a stage of its own)
+            response = replay(response, self._clock.now())
+        stream = response.stream
+        stream.trace = trace
+        stream.pipe(lambda events: self._stream_end(events, request, trace, start))
+        return response
+
+    async def _stream_end(self, events: Any, request: LLMRequest, trace: CallTrace,
+                          start: float) -> Any:
+        from ._stream import StreamEnd
+
+        try:
+            async for event in events:
+                if type(event) is StreamEnd:
+                    final = event.response
+                    update: dict[str, Any] = {
+                        "attempts": tuple(trace.attempts), "latency_s": self._clock.now() - start,
+                        "request_id": request.request_id, "notes": {**final.notes, "streamed": True}}
+                    if final.served_by is None and trace.attempts:
+                        update["served_by"] = trace.attempts[-1].served_by
+                    final = copy_with(final, update)
+                    self._end(trace, start, None, final, stream=True)
+                    event = StreamEnd(final)
+                yield event
+        except GeneratorExit:
+            await events.aclose()  # the stages and the attempt see it first
+            self._end(trace, start, asyncio.CancelledError(), stream=True)
+            raise
+        except CallError as exc:
+            self._end(trace, start, exc, stream=True)
+            raise exc.with_context(
+                request_id=request.request_id, attempts=trace.attempts, summary=request.summary()
+            ) from exc.__cause__
+        except (asyncio.CancelledError, LLMChainError) as exc:
+            self._end(trace, start, exc, stream=True)
+            raise
+        except Exception as exc:
+            wrapped = wrap_foreign(exc, in_transport=False).with_context(
+                request_id=request.request_id, attempts=trace.attempts, summary=request.summary()
+            )
+            self._end(trace, start, wrapped, stream=True)
+            raise wrapped from exc
+        finally:
+            closer = getattr(events, "aclose", None)
+            if closer is not None:
+                await closer()
+
     def _end(
-        self, trace: CallTrace, start: float, error: BaseException | None, response: LLMResponse | None = None
+        self, trace: CallTrace, start: float, error: BaseException | None,
+        response: LLMResponse | None = None, stream: bool = False,
     ) -> None:
         if self._observers:
             outcome = (
@@ -274,6 +333,8 @@ class Chain:
                 "latency_s": self._clock.now() - start,
                 "attempts": len(trace.attempts),
             }
+            if stream:
+                data["stream"] = True
             if response is not None:
                 data.update(
                     input_tokens=response.usage.input_tokens,

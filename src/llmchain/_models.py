@@ -147,6 +147,8 @@ class LLMRequest(_Frozen):
     timeout_s: float | None = Field(None, gt=0, description="Total time allowed for the call.")
     deadline: float | None = Field(None, description="Absolute deadline on the chain's clock.")
     attempt: int = Field(1, ge=1, description="Set by retrying stages; 1 on the first try.")
+    stream: bool = Field(
+        False, description="Answer as a stream: the response's ``stream`` carries the events.")
 
     def remaining(self, now: float) -> float | None:
         """Seconds left before the deadline (may be negative), or None without a deadline."""
@@ -178,6 +180,9 @@ class LLMResponse(_Frozen):
     notes: dict[str, Any] = Field(
         default_factory=dict, description="What stages did (e.g. repaired=True), for logs."
     )
+    stream: Any = Field(
+        None, exclude=True, repr=False,
+        description="For a streamed call on its way out: the ``LLMStream`` of its events.")
 
 
 
@@ -206,7 +211,7 @@ def _check_plain_copies() -> None:
 _check_plain_copies()
 
 #: Call parameters ``prompt_request`` takes without validation (the chain computes them).
-PLAIN_PARAMS = frozenset({"deadline", "timeout_s", "metadata"})
+PLAIN_PARAMS = frozenset({"deadline", "timeout_s", "metadata", "stream"})
 _MESSAGE_FIELDS = ("role", "content", "name")
 _REQUEST_DEFAULTS = {name: field.default for name, field in LLMRequest.model_fields.items()}
 
@@ -224,6 +229,8 @@ def prompt_request(prompt: str, params: dict[str, Any]) -> LLMRequest | None:
     deadline, timeout, metadata = params.get("deadline"), params.get("timeout_s"), params.get("metadata")
     if (deadline is not None and type(deadline) is not float) or (
             timeout is not None and (type(timeout) is not float or not timeout > 0)):
+        return None
+    if "stream" in params and type(params["stream"]) is not bool:
         return None
     if metadata is not None:
         if type(metadata) is not dict or any(type(key) is not str for key in metadata):

@@ -176,11 +176,16 @@ class HTTPTransport:
             decoder = SSEDecoder()
             async for chunk in answer.iter_chunks():
                 for event, data in decoder.feed(chunk):
-                    if state.done:
-                        continue  # read to the end, so the connection can be reused
                     text = self._feed(state, event, data)
                     if text:
                         yield text
+                    if state.done:
+                        break
+                if state.done:
+                    # the provider's end marker ([DONE], message_stop): the answer is complete.
+                    # Stop reading now: a server may keep the connection open after it, and
+                    # leaving the block releases the connection (or closes it if unfinished).
+                    break
         if not state.finished():
             raise TransportError(f"{self.name}: the stream ended before the answer was complete",
                                  hint="the connection was cut; a retry usually succeeds")
