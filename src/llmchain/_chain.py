@@ -281,9 +281,11 @@ class Chain:
                           start: float) -> Any:
         from ._stream import StreamEnd
 
+        done = False
         try:
             async for event in events:
                 if type(event) is StreamEnd:
+                    done = True
                     final = event.response
                     update: dict[str, Any] = {
                         "attempts": tuple(trace.attempts), "latency_s": self._clock.now() - start,
@@ -296,7 +298,8 @@ class Chain:
                 yield event
         except GeneratorExit:
             await events.aclose()  # the stages and the attempt see it first
-            self._end(trace, start, asyncio.CancelledError(), stream=True)
+            if not done:
+                self._end(trace, start, asyncio.CancelledError(), stream=True)
             raise
         except CallError as exc:
             self._end(trace, start, exc, stream=True)

@@ -110,6 +110,7 @@ class TransportCall:
                 elif item is None or isinstance(item, LLMResponse):  # the end (None: no final)
                     final = item if item is not None else LLMResponse(text="".join(parts))
                     self.record_attempt(trace, request, number, started_wall, t0, "ok", None)
+                    number = 0  # recorded: a close from here on is no cancellation
                     yield StreamUsage(final.usage)
                     yield Finish(final.finish_reason)
                     yield StreamEnd(final)
@@ -121,7 +122,8 @@ class TransportCall:
                 except StopAsyncIteration:
                     item = None
         except (GeneratorExit, asyncio.CancelledError):
-            self.record_attempt(trace, request, number, started_wall, t0, "cancelled", None)
+            if number:
+                self.record_attempt(trace, request, number, started_wall, t0, "cancelled", None)
             raise
         except Exception as exc:
             error = self._failed(exc, trace, request, number, started_wall, t0)

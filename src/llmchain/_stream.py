@@ -182,14 +182,16 @@ async def at_end(
     What end-only stages (log, cache, breaker, rate limit) pipe their streams through: one
     ``type() is`` check per chunk.
     """
+    done = False
     try:
         async for event in events:
             if type(event) is StreamEnd:
                 event = StreamEnd(await ended(event.response))
+                done = True
             yield event
     except GeneratorExit:
         await _close(events)  # inner stages first: the attempt is recorded before this sees it
-        if failed is not None:
+        if failed is not None and not done:
             await failed(None)
         raise
     except asyncio.CancelledError:

@@ -80,7 +80,18 @@ class ResponseStream:
         elif kind is StreamEnd:
             self.response = event.response  # type: ignore[union-attr]
             self._done = True
+            await self._finish(events, stream)
         return event
+
+    @staticmethod
+    async def _finish(events: Events, stream: LLMStream) -> None:
+        """Let every wrapper run to its end after ``StreamEnd`` (not be closed at a yield)."""
+        token = current_call.set(stream.trace)
+        try:
+            with contextlib.suppress(StopAsyncIteration):
+                await events.__anext__()
+        finally:
+            current_call.reset(token)
 
     async def _open(self) -> Events:
         try:
