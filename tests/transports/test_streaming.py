@@ -13,8 +13,8 @@ import pytest
 from llmchain import (
     CallError,
     Chain,
-    GaveUp,
     Event,
+    GaveUp,
     LLMResponse,
     ProviderError,
     RateLimited,
