@@ -72,7 +72,8 @@ def test_a_breaker_opens_on_streamed_failures(fault_server: FaultServer) -> None
 
 
 def test_every_streamed_call_has_its_log_line_with_time_to_first_token(
-        fault_server: FaultServer, caplog: pytest.LogCaptureFixture) -> None:
+        make_fault_server: Any, caplog: pytest.LogCaptureFixture) -> None:
+    fault_server = make_fault_server(stream_interval_s=0.01)  # leaving early leaves chunks unread
     fault_server.set_plan(["ok", Fault("stream_error", after_events=3), "ok"])
     caplog.set_level(logging.INFO, logger="llmchain")
     stages = default_stages(retry={"max_attempts": 1}, log={"handler": "none"})

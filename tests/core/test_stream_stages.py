@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -33,6 +34,7 @@ from llmchain import (
 from llmchain.testing import FakeClock
 
 Item = str | float | BaseException
+FOREVER = "<the rest never comes>"
 
 
 class ScriptedStream:
@@ -57,6 +59,8 @@ class ScriptedStream:
         text: list[str] = []
         try:
             for item in script:
+                if item is FOREVER:  # the rest never comes (until the stream is closed)
+                    await asyncio.Event().wait()
                 if isinstance(item, float):
                     await self.clock.sleep(item)
                 elif isinstance(item, BaseException):
@@ -295,12 +299,40 @@ def test_the_sync_stream_works_inside_a_running_loop() -> None:  # as in Jupyter
     assert asyncio.run(notebook_cell()) == ["x", "y"]
 
 
-def test_abandoning_the_sync_iterator_closes_the_stream() -> None:
+def test_abandoning_the_sync_iterator_closes_the_stream(caplog: pytest.LogCaptureFixture) -> None:
     clock = FakeClock()
-    transport = ScriptedStream(clock, ["a", "b", "c"])
-    chain = Chain([], transport, clock=clock)
+    transport = ScriptedStream(clock, ["a", FOREVER, "b"])
+    chain = Chain([{"use": "log", "handler": "none"}], transport, clock=clock)
+    caplog.set_level(logging.INFO, logger="llmchain")
     stream = chain.stream("q")
     assert next(stream) == "a"
     del stream
     gc.collect()
     assert transport.closed == 1
+    assert [r.outcome for r in caplog.records if getattr(r, "event", "") == "llm.call"] == ["cancelled"]  # type: ignore[attr-defined]
+
+
+def test_breaking_out_of_the_sync_loop_cancels_what_is_still_coming(caplog: pytest.LogCaptureFixture) -> None:
+    clock = FakeClock()
+    transport = ScriptedStream(clock, ["a", FOREVER, "b"])
+    chain = Chain([{"use": "log", "handler": "none"}], transport, clock=clock)
+    caplog.set_level(logging.INFO, logger="llmchain")
+    with chain.stream("q") as stream:
+        for chunk in stream:
+            assert chunk == "a"
+            break
+    assert transport.closed == 1 and stream.response is None and stream.text == "a"
+    records = [r for r in caplog.records if getattr(r, "event", "") == "llm.call"]
+    assert [r.outcome for r in records] == ["cancelled"]  # type: ignore[attr-defined]
+
+
+def test_the_sync_reader_reads_ahead_at_most_a_window() -> None:
+    from llmchain._streaming import WINDOW
+
+    clock = FakeClock()
+    transport = ScriptedStream(clock, [f"{i} " for i in range(WINDOW * 3)])
+    chain = Chain([], transport, clock=clock)
+    stream = chain.stream("q")
+    assert next(stream) == "0 "
+    assert len(stream._pump.buffer) <= WINDOW  # bounded: a 10 MB answer is not read ahead whole
+    assert "".join(stream) == "".join(f"{i} " for i in range(1, WINDOW * 3))

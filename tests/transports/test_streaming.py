@@ -151,7 +151,8 @@ def test_the_deadline_bounds_a_slow_stream(make_fault_server: Any) -> None:
     assert 0 < len(stream.text) < len(PROMPT)
 
 
-def test_closing_early_records_a_cancelled_attempt(fault_server: FaultServer) -> None:
+def test_closing_early_records_a_cancelled_attempt(make_fault_server: Any) -> None:
+    fault_server = make_fault_server(stream_interval_s=0.05)  # the rest is still to come
     events: list[Event] = []
     with chain_for(fault_server, observers=[events.append]) as chain:
         with chain.stream(PROMPT) as stream:
