@@ -174,7 +174,7 @@ def measure_ttft(base_url: str, n: int) -> dict[str, float]:
         raw, chained = [], []
         for i in range(n + 20):
             t0 = time.perf_counter()
-            gen = transport.stream(LLMRequest_(prompts.next()))
+            gen = transport.stream(streamed_request(prompts.next()))
             await gen.__anext__()
             raw_ms = (time.perf_counter() - t0) * 1000
             await gen.aclose()
@@ -194,7 +194,8 @@ def measure_ttft(base_url: str, n: int) -> dict[str, float]:
     return asyncio.run(go())
 
 
-def LLMRequest_(prompt: str) -> Any:  # noqa: N802 - a request as the chain would build it
+def streamed_request(prompt: str) -> Any:
+    """A streamed request, as the chain builds it."""
     from llmchain import LLMRequest, Message
 
     return LLMRequest(messages=(Message(role="user", content=prompt),), stream=True)
@@ -328,7 +329,8 @@ def measure_memory(size: int) -> dict[str, float]:
 
 def report(args: Any, samples: Samples, ttft: dict[str, float], stage_us: dict[str, float],
            memory: dict[str, float]) -> Report:
-    report = Report("Streaming through the chain", command_line("bench_stream.py", args, ["rounds", "streams"]))
+    command = command_line("bench_stream.py", args, ["rounds", "streams"])
+    report = Report("Streaming through the chain", command)
     base = samples.median(BASELINE, 0)
     abase = samples.median("httpx.AsyncClient, SSE parsed by hand", 0)
     rows = []
@@ -365,7 +367,8 @@ def report(args: Any, samples: Samples, ttft: dict[str, float], stage_us: dict[s
                f"Time to first token (median of {args.streams}): the transport's own `stream()` "
                f"{ttft['transport']:.3f} ms, through the full default chain {ttft['chain']:.3f} ms: "
                f"+{ttft['chain'] - ttft['transport']:.3f} ms — "
-               f"{verdict(ttft['chain'] - ttft['transport'] <= TARGET_TTFT_MS)} (goal ≤ +{TARGET_TTFT_MS} ms).",
+               f"{verdict(ttft['chain'] - ttft['transport'] <= TARGET_TTFT_MS)} "
+               f"(goal ≤ +{TARGET_TTFT_MS} ms).",
                "",
                table(["10 MB answer, chunks dropped as they come", "peak traced client memory, MB"],
                      [[k, f"{v:.1f}"] for k, v in memory.items()]))

@@ -204,3 +204,57 @@ def test_cancelling_the_consumer_stops_the_stream(make_fault_server: Any) -> Non
             assert stream.response is None  # type: ignore[attr-defined]
 
     asyncio.run(main())
+
+
+def _sse(*events: str) -> bytes:
+    return "".join(f"data: {e}\n\n" for e in events).encode()
+
+
+CHUNK = '{"choices": [{"index": 0, "delta": {"content": "%s"}}]}'
+
+
+def test_a_malformed_event_is_a_typed_error_before_and_after_the_first_chunk(fault_server: FaultServer) -> None:
+    fault_server.set_plan([
+        Fault(raw=_sse("{not json"), content_type="text/event-stream"),
+        Fault(raw=_sse(CHUNK % "first", '{"choices": "wrong"}'), content_type="text/event-stream"),
+    ])
+    with chain_for(fault_server) as chain:
+        with pytest.raises(ProviderError) as before:  # nothing reached the caller: the plain error
+            list(chain.stream(PROMPT))
+        seen: list[str] = []
+        with pytest.raises(StreamInterrupted) as after:
+            _until_error(chain.stream(PROMPT), seen)
+    assert "stream event" in before.value.message and not before.value.retryable
+    assert seen == ["first"] and after.value.partial_text == "first"
+    assert isinstance(after.value.error, ProviderError) and "wrong shape" in after.value.error.message
+
+
+def test_an_error_event_before_the_first_chunk_is_retried(fault_server: FaultServer) -> None:
+    fault_server.set_plan([Fault("stream_error", after_events=0), "ok"])
+    with chain_for(fault_server, "anthropic", stages=["retry"], clock=FakeClock()) as chain:
+        assert "".join(chain.stream(PROMPT)) == PROMPT
+    assert fault_server.request_count == 2
+
+
+def test_an_abandoned_async_stream_is_closed_and_logged_cancelled(
+        make_fault_server: Any, caplog: pytest.LogCaptureFixture) -> None:
+    import gc
+    import logging
+
+    server = make_fault_server(stream_interval_s=0.05)
+    caplog.set_level(logging.INFO, logger="llmchain")
+
+    async def main() -> None:
+        async with chain_for(server, stages=[{"use": "log", "handler": "none"}]) as chain:
+            stream = chain.astream(PROMPT)
+            async for _ in stream:
+                break  # `async for` does not close what it iterates: dropping it must
+            del stream
+            gc.collect()
+            for _ in range(20):  # the loop's finaliser closes the dropped generators
+                await asyncio.sleep(0)
+            assert chain.complete("still usable").text == "still usable"
+
+    asyncio.run(main())
+    outcomes = [r.outcome for r in caplog.records if getattr(r, "event", "") == "llm.call"]  # type: ignore[attr-defined]
+    assert outcomes[0] == "cancelled"
