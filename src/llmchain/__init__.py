@@ -45,7 +45,8 @@ from ._stream import (
     at_end,
     on_final,
 )
-from ._streaming import ResponseStream, SyncResponseStream
+from ._stream_sync import SyncResponseStream
+from ._streaming import ResponseStream
 from ._types import Middleware, Next, StreamingStage, Transport
 from .hookspecs import hookimpl
 

@@ -28,7 +28,8 @@ from ._wrap import wrap_foreign
 from .plugins import get_registry
 
 if TYPE_CHECKING:
-    from ._streaming import ResponseStream, SyncResponseStream
+    from ._stream_sync import SyncResponseStream
+    from ._streaming import ResponseStream
 
 M = TypeVar("M", bound=BaseModel)
 Prompt = str | LLMRequest | Sequence[Message | Mapping[str, Any]]
@@ -201,7 +202,8 @@ class Chain:
 
     def stream(self, prompt: Prompt, **params: Any) -> SyncResponseStream:
         """Sync ``astream`` (scripts, threads, Jupyter): yields text chunks as they arrive."""
-        from ._streaming import ResponseStream, SyncResponseStream
+        from ._stream_sync import SyncResponseStream
+        from ._streaming import ResponseStream
 
         params["stream"] = True
         return SyncResponseStream(ResponseStream(self, self._request(prompt, params)))
@@ -252,8 +254,10 @@ class Chain:
             raise wrapped from exc
         finally:
             current_call.reset(token)
-        if request.stream:
-            return self._streaming(request, response, trace, start)
+        if request.stream:  # the call ends with its stream
+            from ._streaming import streamed_call
+
+            return streamed_call(self, request, response, trace, start)
         update = {
             "attempts": tuple(trace.attempts),
             "latency_s": clock.now() - start,
@@ -264,61 +268,6 @@ class Chain:
         response = copy_with(response, update)
         self._end(trace, start, None, response)
         return response
-
-    def _streaming(self, request: LLMRequest, response: LLMResponse, trace: CallTrace,
-                   start: float) -> LLMResponse:
-        """A streamed call's response on its way to the caller: the call ends with its stream."""
-        from ._stream import replay
-
-        if response.stream is None:  # a stage answered whole (e.g. a cache hit of a stage of its own)
-            response = replay(response, self._clock.now())
-        stream = response.stream
-        stream.trace = trace
-        stream.pipe(lambda events: self._stream_end(events, request, trace, start))
-        return response
-
-    async def _stream_end(self, events: Any, request: LLMRequest, trace: CallTrace,
-                          start: float) -> Any:
-        from ._stream import StreamEnd
-
-        done = False
-        try:
-            async for event in events:
-                if type(event) is StreamEnd:
-                    done = True
-                    final = event.response
-                    update: dict[str, Any] = {
-                        "attempts": tuple(trace.attempts), "latency_s": self._clock.now() - start,
-                        "request_id": request.request_id, "notes": {**final.notes, "streamed": True}}
-                    if final.served_by is None and trace.attempts:
-                        update["served_by"] = trace.attempts[-1].served_by
-                    final = copy_with(final, update)
-                    self._end(trace, start, None, final, stream=True)
-                    event = StreamEnd(final)
-                yield event
-        except GeneratorExit:
-            await events.aclose()  # the stages and the attempt see it first
-            if not done:
-                self._end(trace, start, asyncio.CancelledError(), stream=True)
-            raise
-        except CallError as exc:
-            self._end(trace, start, exc, stream=True)
-            raise exc.with_context(
-                request_id=request.request_id, attempts=trace.attempts, summary=request.summary()
-            ) from exc.__cause__
-        except (asyncio.CancelledError, LLMChainError) as exc:
-            self._end(trace, start, exc, stream=True)
-            raise
-        except Exception as exc:
-            wrapped = wrap_foreign(exc, in_transport=False).with_context(
-                request_id=request.request_id, attempts=trace.attempts, summary=request.summary()
-            )
-            self._end(trace, start, wrapped, stream=True)
-            raise wrapped from exc
-        finally:
-            closer = getattr(events, "aclose", None)
-            if closer is not None:
-                await closer()
 
     def _end(
         self, trace: CallTrace, start: float, error: BaseException | None,

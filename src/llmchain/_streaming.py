@@ -1,7 +1,8 @@
 """The callers' side of streaming: ``chain.astream()`` and ``chain.stream()``.
 
 Both send the request (``stream=True``) through the chain's composed stages, like
-``complete()``, and iterate the events of the ``LLMStream`` that comes out (``_stream``).
+``complete()``, and iterate the events of the ``LLMStream`` that comes out (``_stream``); the sync
+iterator reads them on llmchain's loop (``_stream_sync``).
 Iterating yields the answer's text chunks; ``events()`` yields the typed events (text and
 tool-call deltas, partial objects, usage, finish, replaced, end). When the stream ends, the
 final ``LLMResponse`` (text, usage, attempts, latency, what stages did) is on ``.response``.
@@ -15,15 +16,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections import deque
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from ._events import current_call
-from ._loop import LOOP
-from ._models import LLMRequest, LLMResponse
-from ._stream import Events, LLMStream, StreamEnd, StreamEvent, TextDelta
+from ._events import CallTrace, current_call
+from ._exceptions import CallError, LLMChainError
+from ._models import LLMRequest, LLMResponse, copy_with
+from ._stream import Events, LLMStream, StreamEnd, StreamEvent, TextDelta, replay
+from ._wrap import wrap_foreign
 
 if TYPE_CHECKING:
     from ._chain import Chain
@@ -138,180 +139,54 @@ class ResponseStream:
         return self._done
 
 
-class SyncResponseStream:
-    """``stream()``'s iterator over the same stream.
+def streamed_call(chain: Chain, request: LLMRequest, response: LLMResponse, trace: CallTrace,
+                  start: float) -> LLMResponse:
+    """``Chain._run``'s end for a streamed call: the call ends with its stream (attempts,
+    latency and ``call_end`` then; errors normalised as for ``complete()``)."""
+    if response.stream is None:  # a stage answered whole (e.g. a cache hit of a stage of its own)
+        response = replay(response, chain.clock.now())
+    stream = response.stream
+    stream.trace = trace
+    stream.pipe(lambda events: _call_end(chain, events, request, trace, start))
+    return response
 
-    A pump task on llmchain's persistent loop reads the events ahead into a small buffer
-    (at most ``WINDOW`` events: memory stays bounded), and the iterator hands them out from it:
-    the loop is entered only when the buffer is empty, so the chunks that arrive together cost
-    one loop step between them, not one each. Iterate from one thread.
 
-    Breaking out (``close()``, leaving ``with``, dropping the iterator) cancels what is still
-    being read: the connection closes and the log line says ``cancelled``. An answer that had
-    already arrived whole when the loop was left has completed (its log line says ``ok``).
-    """
-
-    def __init__(self, stream: ResponseStream) -> None:
-        self._stream = stream
-        self._pump = _Pump(stream)
-        self._chunks: list[str] = []
-
-    @property
-    def response(self) -> LLMResponse | None:
-        return self._stream.response
-
-    @property
-    def text(self) -> str:
-        """The text handed out so far."""
-        return "".join(self._chunks)
-
-    def __iter__(self) -> Iterator[str]:
-        return self
-
-    def __next__(self) -> str:
-        while True:
-            event = self._pump.next()
-            if type(event) is TextDelta:
-                self._chunks.append(event.text)
-                return event.text
-
-    def events(self) -> Iterator[StreamEvent]:
-        """The typed events, ending with ``StreamEnd``."""
-        while True:
-            try:
-                event = self._pump.next()
-            except StopIteration:
-                return
-            if type(event) is TextDelta:
-                self._chunks.append(event.text)
+async def _call_end(chain: Chain, events: Events, request: LLMRequest, trace: CallTrace,
+                    start: float) -> AsyncGenerator[StreamEvent, None]:
+    done = False
+    try:
+        async for event in events:
+            if type(event) is StreamEnd:
+                done = True
+                final = event.response
+                update: dict[str, Any] = {
+                    "attempts": tuple(trace.attempts), "latency_s": chain.clock.now() - start,
+                    "request_id": request.request_id, "notes": {**final.notes, "streamed": True}}
+                if final.served_by is None and trace.attempts:
+                    update["served_by"] = trace.attempts[-1].served_by
+                final = copy_with(final, update)
+                chain._end(trace, start, None, final, stream=True)
+                event = StreamEnd(final)
             yield event
-
-    def close(self) -> None:
-        """Stop early (also done by ``with`` and when the iterator is dropped)."""
-        if not self._pump.finished:
-            LOOP.run(self._pump.stop())
-
-    def __enter__(self) -> SyncResponseStream:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def __del__(self) -> None:
-        pump = getattr(self, "_pump", None)
-        if pump is None or pump.finished:
-            return
-        with contextlib.suppress(Exception):  # best effort: the loop may be busy or gone
-            _close_abandoned(pump)
-
-
-#: Events a sync stream's pump reads ahead of its consumer, at most.
-WINDOW = 64
-_END = object()
-
-
-class _Failure:
-    __slots__ = ("error",)
-
-    def __init__(self, error: BaseException) -> None:
-        self.error = error
-
-
-class _Pump:
-    """Reads a ``ResponseStream`` ahead on the loop; the sync iterator takes from ``buffer``.
-    Holds no reference to the iterator, so dropping the iterator lets it be collected."""
-
-    def __init__(self, stream: ResponseStream) -> None:
-        self.stream = stream
-        self.buffer: deque[Any] = deque()
-        self.task: asyncio.Task[None] | None = None
-        self.loop: asyncio.AbstractEventLoop | None = None
-        self.arrived: asyncio.Event | None = None
-        self.space: asyncio.Event | None = None
-        self.wants_space = False
-        self.finished = False
-
-    def next(self) -> StreamEvent:
-        buffer = self.buffer
-        if not buffer:
-            if self.finished:
-                raise StopIteration
-            LOOP.run(self.fill())
-        item = buffer[0]
-        if item is _END:
-            self.finished = True
-            raise StopIteration
-        buffer.popleft()
-        if self.wants_space and self.loop is not None and self.space is not None:
-            self.wants_space = False
-            self.loop.call_soon_threadsafe(self.space.set)
-        if type(item) is _Failure:
-            self.finished = True
-            buffer.clear()
-            buffer.append(_END)
-            raise item.error
-        event: StreamEvent = item
-        return event
-
-    async def fill(self) -> None:
-        """Wait (on the loop) until the pump has put something in the buffer."""
-        if self.task is None:
-            self.loop = asyncio.get_running_loop()
-            self.arrived, self.space = asyncio.Event(), asyncio.Event()
-            self.task = self.loop.create_task(self.run())
-        assert self.arrived is not None
-        while not self.buffer:
-            self.arrived.clear()
-            await self.arrived.wait()
-
-    async def run(self) -> None:
-        buffer, stream = self.buffer, self.stream
-        arrived, space = self.arrived, self.space
-        assert arrived is not None and space is not None
-        try:
-            while True:
-                if len(buffer) >= WINDOW:
-                    space.clear()
-                    self.wants_space = True
-                    await space.wait()
-                try:
-                    event = await stream.next_event()
-                except StopAsyncIteration:
-                    buffer.append(_END)
-                    return
-                buffer.append(event)
-                arrived.set()
-        except asyncio.CancelledError:
-            raise
-        except BaseException as exc:
-            buffer.append(_Failure(exc))
-        finally:
-            arrived.set()
-
-    async def stop(self) -> None:
-        """Stop the pump and close the stream: every stage sees it cancelled."""
-        self.finished = True
-        task = self.task
-        if task is not None and not task.done():
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        await self.stream.aclose()
-
-
-def _close_abandoned(pump: _Pump) -> None:
-    """Close a stream whose iterator was dropped."""
-    if LOOP.in_loop_thread() or _running_loop() is not None:
-        return  # inside a loop: asyncio's own finaliser closes the generators
-    coro: Any = pump.stop()
-    try:
-        LOOP.run(coro)
-    except RuntimeError:
-        coro.close()
-
-
-def _running_loop() -> asyncio.AbstractEventLoop | None:
-    try:
-        return asyncio.get_running_loop()
-    except RuntimeError:
-        return None
+    except GeneratorExit:
+        await events.aclose()  # type: ignore[attr-defined]  # the stages and the attempt see it first
+        if not done:
+            chain._end(trace, start, asyncio.CancelledError(), stream=True)
+        raise
+    except CallError as exc:
+        chain._end(trace, start, exc, stream=True)
+        raise exc.with_context(
+            request_id=request.request_id, attempts=trace.attempts, summary=request.summary()
+        ) from exc.__cause__
+    except (asyncio.CancelledError, LLMChainError) as exc:
+        chain._end(trace, start, exc, stream=True)
+        raise
+    except Exception as exc:
+        wrapped = wrap_foreign(exc, in_transport=False).with_context(
+            request_id=request.request_id, attempts=trace.attempts, summary=request.summary())
+        chain._end(trace, start, wrapped, stream=True)
+        raise wrapped from exc
+    finally:
+        closer = getattr(events, "aclose", None)
+        if closer is not None:
+            await closer()

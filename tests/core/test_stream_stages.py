@@ -327,7 +327,7 @@ def test_breaking_out_of_the_sync_loop_cancels_what_is_still_coming(caplog: pyte
 
 
 def test_the_sync_reader_reads_ahead_at_most_a_window() -> None:
-    from llmchain._streaming import WINDOW
+    from llmchain._stream_sync import WINDOW
 
     clock = FakeClock()
     transport = ScriptedStream(clock, [f"{i} " for i in range(WINDOW * 3)])
