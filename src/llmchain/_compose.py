@@ -13,7 +13,7 @@ from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from functools import partial
 from typing import Any
 
-from ._clock import Clock
+from ._clock import Clock, RealClock
 from ._events import CallTrace, current_call, emit
 from ._exceptions import CallError, StreamInterrupted, TimeoutExceeded
 from ._models import Attempt, LLMRequest, LLMResponse, Outcome, copy_with
@@ -30,6 +30,7 @@ from ._stream import (
     stream_default,
     stream_response,
 )
+from ._stream_deadline import Watchdog, deadline_passed, idle_passed
 from ._types import Middleware, Next, Transport
 from ._wrap import wrap_foreign
 
@@ -101,6 +102,9 @@ class TransportCall:
     async def _events(self, source: AsyncIterator[Any], item: Any, request: LLMRequest,
                       idle: float | None, trace: CallTrace | None, number: int, started_wall: float,
                       t0: float, parts: list[str]) -> AsyncGenerator[StreamEvent, None]:
+        watchdog = None
+        if type(self.clock) is RealClock and (request.deadline is not None or idle is not None):
+            watchdog = Watchdog(self.clock, request.deadline, idle)  # one timer, not one per chunk
         try:
             while True:
                 if type(item) is str:
@@ -118,7 +122,10 @@ class TransportCall:
                 else:  # a typed event from a transport that makes its own (tool-call deltas)
                     yield item
                 try:
-                    item = await self._pull(source, request, idle, first=False)
+                    if watchdog is not None:
+                        item = await watchdog.pull(source)
+                    else:
+                        item = await self._pull(source, request, idle, first=False)
                 except StopAsyncIteration:
                     item = None
         except (GeneratorExit, asyncio.CancelledError):
@@ -132,6 +139,8 @@ class TransportCall:
                 f"the stream failed after {len(parts)} chunk(s) had arrived: {error.message}",
                 partial_text="".join(parts), error=error, hint=error.hint) from error
         finally:
+            if watchdog is not None:
+                watchdog.close()
             await _close_quietly(source)
 
     async def _pull(self, source: AsyncIterator[Any], request: LLMRequest, idle: float | None,
@@ -147,11 +156,7 @@ class TransportCall:
         try:
             return await self.clock.wait_for(source.__anext__(), limit)
         except TimeoutError:
-            if limit < left:
-                raise TimeoutExceeded(f"no chunk arrived for {limit:g}s (the stream's idle_s)",
-                                      phase="attempt") from None
-            raise TimeoutExceeded("the call's deadline ran out while streaming",
-                                  phase="deadline") from None
+            raise (idle_passed(limit) if limit < left else deadline_passed()) from None
 
     def _failed(self, exc: BaseException, trace: CallTrace | None, request: LLMRequest, number: int,
                 started_wall: float, t0: float) -> CallError | None:

@@ -258,3 +258,16 @@ def test_an_abandoned_async_stream_is_closed_and_logged_cancelled(
     asyncio.run(main())
     outcomes = [r.outcome for r in caplog.records if getattr(r, "event", "") == "llm.call"]  # type: ignore[attr-defined]
     assert outcomes[0] == "cancelled"
+
+
+def test_the_idle_gap_bounds_a_stalled_stream_on_the_real_clock(make_fault_server: Any) -> None:
+    server = make_fault_server(stream_interval_s=0.3)  # a chunk every 0.3 s
+    stages = ["retry", {"use": "timeout", "idle_s": 0.1}]
+    with chain_for(server, stages=stages, timeout_s=30.0) as chain, \
+            pytest.raises(StreamInterrupted) as info:
+        list(chain.stream(PROMPT))
+    error = info.value.error
+    assert isinstance(error, TimeoutExceeded) and "idle_s" in error.message
+    assert info.value.partial_text == PROMPT[:16] and server.request_count == 1
+    assert [a.outcome for a in info.value.attempts] == ["timeout"]
+
