@@ -271,3 +271,21 @@ def test_the_idle_gap_bounds_a_stalled_stream_on_the_real_clock(make_fault_serve
     assert info.value.partial_text == PROMPT[:16] and server.request_count == 1
     assert [a.outcome for a in info.value.attempts] == ["timeout"]
 
+
+
+def test_a_finished_stream_leaves_its_connection_for_reuse(fault_server: FaultServer) -> None:
+    from llmchain.transports._h1_pool import H1Pool
+
+    async def main() -> tuple[int, int]:
+        transport = make("openai", fault_server, http_client="h1")
+        async with Chain([], transport) as chain:
+            idle = []
+            for _ in range(2):
+                assert "".join([c async for c in chain.astream(PROMPT)]) == PROMPT
+                pool = transport._pool.get()
+                assert isinstance(pool, H1Pool)
+                idle.append(len(pool._idle))
+            return idle[0], pool._open
+
+    idle, opened = asyncio.run(main())
+    assert idle == 1 and opened == 1  # the body's end had arrived with [DONE]: reused, not closed

@@ -10,6 +10,8 @@ per request of ``_h1``.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import os
 from collections.abc import AsyncIterator, Mapping
@@ -86,6 +88,17 @@ def read_secret(env: str, what: str) -> str | None:
                           f'api_key_env = "" for a server that needs no key (vLLM, Ollama...)')
     register_secret(value)
     return value
+
+
+async def _finish_if_arrived(chunks: AsyncIterator[bytes]) -> None:
+    """Read the rest of a body only as far as it has already arrived; never wait for more."""
+    timeout = getattr(asyncio, "timeout", None)  # Python 3.11+; before: the connection closes
+    if timeout is None:
+        return
+    with contextlib.suppress(Exception):  # TimeoutError: more was due; any error: not reusable
+        async with timeout(0):  # fires at the next loop turn: only what needs no waiting runs
+            async for _ in chunks:
+                pass
 
 
 def _keep(headers: Mapping[str, str]) -> dict[str, str]:
@@ -174,7 +187,8 @@ class HTTPTransport:
             if answer.content_type != "text/event-stream":
                 raise self._not_a_stream(answer.status, answer.content_type, await answer.read())
             decoder = SSEDecoder()
-            async for chunk in answer.iter_chunks():
+            chunks = answer.iter_chunks()
+            async for chunk in chunks:
                 for event, data in decoder.feed(chunk):
                     text = self._feed(state, event, data)
                     if text:
@@ -183,8 +197,10 @@ class HTTPTransport:
                         break
                 if state.done:
                     # the provider's end marker ([DONE], message_stop): the answer is complete.
-                    # Stop reading now: a server may keep the connection open after it, and
-                    # leaving the block releases the connection (or closes it if unfinished).
+                    # Stop reading now (a server may keep the connection open after it): the
+                    # body's end is taken only if it has already arrived, so the connection is
+                    # reused; else leaving the block closes it.
+                    await _finish_if_arrived(chunks)
                     break
         if not state.finished():
             raise TransportError(f"{self.name}: the stream ended before the answer was complete",
