@@ -281,7 +281,9 @@ def _stream_fields(fields: dict[str, Any], timing: dict[str, Any], response: LLM
     fields["duration_ms"] = timing["duration_ms"]
     generating = timing["_now"] - timing["_t_first"]
     tokens = response.usage.output_tokens if response is not None else 0
-    fields["tokens_per_s"] = round(tokens / generating, 1) if tokens and generating > 0 else None
+    replayed = response is not None and response.cache is not None and response.cache.status == "hit"
+    fields["tokens_per_s"] = (round(tokens / generating, 1) if tokens and generating > 0 and not replayed
+                              else None)  # a replayed cache hit says nothing of the model's speed
 
 
 def _error_details(error: CallError, fields: dict[str, Any]) -> None:
