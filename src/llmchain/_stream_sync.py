@@ -14,7 +14,7 @@ from typing import Any
 
 from ._loop import LOOP
 from ._models import LLMResponse
-from ._stream import StreamEvent, TextDelta
+from ._stream import Finish, StreamEvent, TextDelta
 from ._streaming import ResponseStream
 
 
@@ -26,9 +26,9 @@ class SyncResponseStream:
     the loop is entered only when the buffer is empty, so the chunks that arrive together cost
     one loop step between them, not one each. Iterate from one thread.
 
-    Breaking out (``close()``, leaving ``with``, dropping the iterator) cancels what is still
-    being read: the connection closes and the log line says ``cancelled``. An answer that had
-    already arrived whole when the loop was left has completed (its log line says ``ok``).
+    Breaking out (``close()``, leaving ``with``, dropping the iterator) before the last chunk
+    cancels the stream: the connection closes (if the answer had arrived whole, it was already
+    released) and the log line says ``cancelled``. The pump never ends a stream for the caller.
     """
 
     def __init__(self, stream: ResponseStream) -> None:
@@ -108,6 +108,7 @@ class _Pump:
         self.loop: asyncio.AbstractEventLoop | None = None
         self.arrived: asyncio.Event | None = None
         self.space: asyncio.Event | None = None
+        self.resume: asyncio.Event | None = None
         self.wants_space = False
         self.finished = False
 
@@ -137,17 +138,18 @@ class _Pump:
         """Wait (on the loop) until the pump has put something in the buffer."""
         if self.task is None:
             self.loop = asyncio.get_running_loop()
-            self.arrived, self.space = asyncio.Event(), asyncio.Event()
+            self.arrived, self.space, self.resume = asyncio.Event(), asyncio.Event(), asyncio.Event()
             self.task = self.loop.create_task(self.run())
-        assert self.arrived is not None
+        assert self.arrived is not None and self.resume is not None
+        self.resume.set()  # the consumer has taken everything: the pump may finish the stream
         while not self.buffer:
             self.arrived.clear()
             await self.arrived.wait()
 
     async def run(self) -> None:
         buffer, stream = self.buffer, self.stream
-        arrived, space = self.arrived, self.space
-        assert arrived is not None and space is not None
+        arrived, space, resume = self.arrived, self.space, self.resume
+        assert arrived is not None and space is not None and resume is not None
         try:
             while True:
                 if len(buffer) >= WINDOW:
@@ -161,6 +163,12 @@ class _Pump:
                     return
                 buffer.append(event)
                 arrived.set()
+                if type(event) is Finish:
+                    # the provider's answer is complete; the stream ends (stages' end handlers,
+                    # the log line) only when the consumer has taken every chunk: one who left
+                    # the loop before that cancelled the call
+                    resume.clear()
+                    await resume.wait()
         except asyncio.CancelledError:
             raise
         except BaseException as exc:

@@ -161,3 +161,15 @@ def test_a_stream_whose_server_keeps_the_connection_open_after_the_end_marker_re
         assert "".join(stream) == LONG
         assert stream.response is not None and stream.response.finish_reason is not None
         assert chain.complete("the chain is still usable").text == "the chain is still usable"
+
+
+def test_leaving_the_sync_loop_early_is_cancelled_even_when_the_answer_had_all_arrived(
+        fault_server: FaultServer, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="llmchain")
+    with Chain([{"use": "log", "handler": "none"}], openai(fault_server)) as chain:
+        for chunk in chain.stream(LONG):  # the whole answer comes in one read: the reader has it
+            assert chunk
+            break
+        assert chain.complete("still usable").text == "still usable"
+    outcomes = [r.outcome for r in caplog.records if getattr(r, "event", "") == "llm.call"]  # type: ignore[attr-defined]
+    assert outcomes == ["cancelled", "ok"]
