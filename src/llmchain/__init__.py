@@ -10,6 +10,7 @@ Quick use::
 from ._chain import Chain
 from ._clock import REAL_CLOCK, Clock, RealClock, clip_wait, fits_in_deadline, time_left
 from ._config import ChainConfig, StageSpec, TransportSpec, load_config
+from ._content import DocumentPart, ImagePart, RawPart, TextPart
 from ._events import Event, Observer, emit
 from ._exceptions import (
     CacheMiss,
@@ -28,6 +29,7 @@ from ._exceptions import (
     StreamInterrupted,
     TimeoutExceeded,
     TransportError,
+    UnsupportedContent,
 )
 from ._models import Attempt, CacheInfo, LLMRequest, LLMResponse, Message, Usage
 from ._order import OrderWarning
@@ -47,6 +49,7 @@ from ._stream import (
 )
 from ._stream_sync import SyncResponseStream
 from ._streaming import ResponseStream
+from ._tools import Tool, ToolCall
 from ._types import Middleware, Next, StreamingStage, Transport
 from .hookspecs import hookimpl
 
@@ -62,9 +65,11 @@ __all__ = [
     "CircuitOpen",
     "Clock",
     "ConfigError",
+    "DocumentPart",
     "Event",
     "Finish",
     "GaveUp",
+    "ImagePart",
     "LLMChainError",
     "LLMRequest",
     "LLMResponse",
@@ -82,6 +87,7 @@ __all__ = [
     "ProviderError",
     "REAL_CLOCK",
     "RateLimited",
+    "RawPart",
     "RealClock",
     "Replaced",
     "ResponseStream",
@@ -94,11 +100,15 @@ __all__ = [
     "StreamingStage",
     "SyncResponseStream",
     "TextDelta",
+    "TextPart",
     "TimeoutExceeded",
+    "Tool",
+    "ToolCall",
     "ToolCallDelta",
     "Transport",
     "TransportError",
     "TransportSpec",
+    "UnsupportedContent",
     "Usage",
     "__version__",
     "at_end",

@@ -151,7 +151,9 @@ class Chain:
             if isinstance(prompt, str):
                 messages: list[Any] = [Message(role="user", content=prompt)]
             else:
-                messages = [m if isinstance(m, Message) else Message.model_validate(m) for m in prompt]
+                from ._inputs import to_messages  # message lists only: not on the plain-prompt path
+
+                messages = to_messages(prompt)
             if system is not None:
                 messages.insert(0, Message(role="system", content=system))
             return LLMRequest(messages=tuple(messages), **params)

@@ -5,6 +5,7 @@ protocol-correct LLM server::
 
     llmchain serve-mock --port 8011 --fault 503=0.05 --fault latency:0.2=0.1 --seed 7
     llmchain serve-mock --script 429,reset,ok --rpm 600
+    llmchain serve-mock --tool-calls '[{"name": "get_weather", "arguments": {"city": "Paris"}}]'
 
 ``python -m llmchain._cli_serve`` works too (same options).
 """
@@ -57,6 +58,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help='answer text; "echo" repeats the last user message (default)')
     parser.add_argument("--json-content", default=None, metavar="JSON",
                         help="answer for structured-output requests (default: built from the schema)")
+    parser.add_argument("--tool-calls", default=None, metavar="JSON",
+                        help='answer requests that offer tools with these calls, e.g. '
+                             '\'[{"name": "get_weather", "arguments": {"city": "Paris"}}]\'; '
+                             "a turn that sends tool results back gets the echo of those results")
 
 
 def build_server(args: argparse.Namespace) -> FaultServer:
@@ -74,10 +79,22 @@ def build_server(args: argparse.Namespace) -> FaultServer:
     except ValueError as exc:
         raise SystemExit(f"serve-mock: {exc}") from None
     json_content = json.loads(args.json_content) if args.json_content else None
+    tool_calls = _tool_calls(args.tool_calls) if args.tool_calls else ()
     # no request records: nothing could read them, and a long run would only grow them
     return FaultServer(plan, seed=args.seed, rpm_limit=args.rpm, tpm_limit=args.tpm,
-                       content=args.content, json_content=json_content,
+                       content=args.content, json_content=json_content, tool_calls=tool_calls,
                        record=False, host=args.host, port=args.port)
+
+
+def _tool_calls(text: str) -> list[dict[str, Any]]:
+    try:
+        calls = json.loads(text)
+    except ValueError as exc:
+        raise SystemExit(f"serve-mock: --tool-calls is not JSON: {exc}") from None
+    if not isinstance(calls, list) or not all(isinstance(c, dict) and isinstance(c.get("name"), str)
+                                              for c in calls):
+        raise SystemExit('serve-mock: --tool-calls must be a JSON list of {"name": ..., "arguments": {...}}')
+    return calls
 
 
 def run(args: argparse.Namespace) -> int:

@@ -4,6 +4,7 @@
 
     LLMChainError                     retryable=False
     ├── ConfigError                   build time: bad config file or options
+    │   └── UnsupportedContent        a part/message a transport (or input format) cannot carry
     ├── PluginError                   build time: a plugin failed to load or register
     └── CallError                     run time: .request_id, .attempts, .explain()
         ├── TransportError            retryable: connect failures, resets
@@ -44,6 +45,17 @@ class LLMChainError(Exception):
 
 class ConfigError(LLMChainError):
     """The configuration (file, dict or code) is wrong; the message says where and how to fix."""
+
+
+class UnsupportedContent(ConfigError):
+    """A message, part or tool cannot be sent by this transport, or an input dict cannot be
+    represented. ``part`` names it (e.g. ``"messages[2].content[1] (document by URL)"``),
+    ``transport`` names the transport (None for input conversion)."""
+
+    def __init__(self, message: str, *, part: str, transport: str | None = None) -> None:
+        super().__init__(message)
+        self.part = part
+        self.transport = transport
 
 
 class PluginError(LLMChainError):

@@ -11,7 +11,10 @@ import os
 from collections.abc import Mapping
 from typing import Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from ._content import Content, Part, coerce_parts, content_chars, text_of
+from ._tools import Tool, ToolCall, coerce_tool
 
 Role = Literal["system", "user", "assistant", "tool"]
 Outcome = Literal["ok", "error", "timeout", "cancelled"]
@@ -75,11 +78,24 @@ class _Frozen(BaseModel):
 
 
 class Message(_Frozen):
-    """One chat message."""
+    """One chat message: text, or a tuple of content parts (see ``llmchain._content``).
+
+    Assistant turns may carry ``tool_calls``; a ``role="tool"`` message answers one of them
+    and names it in ``tool_call_id``.
+    """
 
     role: Role
-    content: str
+    content: Content
     name: str | None = None
+    tool_call_id: str | None = None
+    tool_calls: tuple[ToolCall, ...] = ()
+
+    _parts = field_validator("content", mode="before")(coerce_parts)
+
+    @property
+    def text(self) -> str:
+        """The message's text: ``content`` itself, or its text parts joined."""
+        return text_of(self.content)
 
 
 class Usage(_Frozen):
@@ -147,8 +163,18 @@ class LLMRequest(_Frozen):
     timeout_s: float | None = Field(None, gt=0, description="Total time allowed for the call.")
     deadline: float | None = Field(None, description="Absolute deadline on the chain's clock.")
     attempt: int = Field(1, ge=1, description="Set by retrying stages; 1 on the first try.")
+    tools: tuple[Tool, ...] = Field((), description="Tools the model may call.")
+    tool_choice: str | None = Field(
+        None, description='"auto", "none", "required" or the name of one tool; None: provider default.')
+    parallel_tool_calls: bool | None = Field(
+        None, description="Whether the model may ask for several calls at once; None: provider default.")
     stream: bool = Field(
         False, description="Answer as a stream: the response's ``stream`` carries the events.")
+
+    @field_validator("tools", mode="before")
+    @classmethod
+    def _tools(cls, value: Any) -> Any:
+        return tuple(coerce_tool(t) for t in value) if isinstance(value, (list, tuple)) else value
 
     def remaining(self, now: float) -> float | None:
         """Seconds left before the deadline (may be negative), or None without a deadline."""
@@ -156,7 +182,7 @@ class LLMRequest(_Frozen):
 
     def summary(self) -> str:
         """One line describing what is sent, without message bodies."""
-        chars = sum(len(m.content) for m in self.messages)
+        chars = sum(content_chars(m.content) for m in self.messages)
         schema = ", structured" if self.output_schema or self.output_type else ""
         return f"model={self.model or 'default'}, {len(self.messages)} message(s), {chars} chars{schema}"
 
@@ -180,9 +206,19 @@ class LLMResponse(_Frozen):
     notes: dict[str, Any] = Field(
         default_factory=dict, description="What stages did (e.g. repaired=True), for logs."
     )
+    tool_calls: tuple[ToolCall, ...] = Field((), description="Calls the model asked for.")
+    parts: tuple[Part, ...] = Field(
+        (), description="The answer's content parts, in order, when it is more than text "
+        "(e.g. a provider's thinking blocks, kept verbatim as RawParts).")
     stream: Any = Field(
         None, exclude=True, repr=False,
         description="For a streamed call on its way out: the ``LLMStream`` of its events.")
+
+    @property
+    def message(self) -> Message:
+        """The assistant turn to append to the history before the next call."""
+        content: Content = self.parts if self.parts else self.text
+        return Message(role="assistant", content=content, tool_calls=self.tool_calls)
 
 
 
@@ -212,7 +248,7 @@ _check_plain_copies()
 
 #: Call parameters ``prompt_request`` takes without validation (the chain computes them).
 PLAIN_PARAMS = frozenset({"deadline", "timeout_s", "metadata", "stream"})
-_MESSAGE_FIELDS = ("role", "content", "name")
+_MESSAGE_FIELDS = ("role", "content", "name", "tool_call_id", "tool_calls")
 _REQUEST_DEFAULTS = {name: field.default for name, field in LLMRequest.model_fields.items()}
 
 
@@ -236,7 +272,8 @@ def prompt_request(prompt: str, params: dict[str, Any]) -> LLMRequest | None:
         if type(metadata) is not dict or any(type(key) is not str for key in metadata):
             return None
         metadata = dict(metadata)  # validation copies the mapping too
-    message = _built(Message, {"role": "user", "content": prompt, "name": None}, {"role", "content"})
+    message = _built(Message, {"role": "user", "content": prompt, "name": None, "tool_call_id": None,
+                               "tool_calls": ()}, {"role", "content"})
     values = _REQUEST_DEFAULTS.copy()  # in field order, as validation stores them
     values["messages"] = (message,)
     values["extra"] = {}

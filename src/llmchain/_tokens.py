@@ -10,17 +10,20 @@ The heuristic (documented in docs/stages/rate_limit.md): ``ceil(chars / 4)`` per
 (OpenAI's rule of thumb for English) plus 4 tokens of per-message overhead (role and
 separators; OpenAI's cookbook counts 3, plus 1 for a name) plus 3 for the reply's priming.
 Estimates of long texts are cached by string, since system prompts repeat from call to call.
+Images and documents are estimated per provider by ``_media_tokens`` (rules documented there
+and in docs/content.md); tool definitions and tool-call arguments count as text.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from ._models import LLMRequest
+    from ._models import LLMRequest, Message
 
 logger = logging.getLogger("llmchain")
 
@@ -99,7 +102,33 @@ class TokenEstimator:
         count = self.count
         total = REPLY_OVERHEAD
         for message in request.messages:
-            total += MESSAGE_OVERHEAD + count(message.content)
+            content = message.content
+            if type(content) is str and not message.tool_calls:
+                total += MESSAGE_OVERHEAD + count(content)
+            else:
+                total += MESSAGE_OVERHEAD + self._rich_tokens(message, _provider(request))
+        for tool in request.tools:
+            total += count(tool.name) + count(tool.description) + count(_json(tool.parameters))
+        return total
+
+    def _rich_tokens(self, message: Message, provider: str) -> int:
+        from ._content import RawPart, TextPart
+        from ._media_tokens import part_tokens
+
+        total = 0
+        content = message.content
+        if isinstance(content, str):
+            total += self.count(content)
+        else:
+            for part in content:
+                if isinstance(part, TextPart):
+                    total += self.count(part.text)
+                elif isinstance(part, RawPart):
+                    total += self.count(_json(part.data))
+                else:
+                    total += part_tokens(part, provider)
+        for call in message.tool_calls:
+            total += self.count(call.name) + self.count(call.arguments)
         return total
 
     def request_tokens(self, request: LLMRequest, default_output: int) -> int:
@@ -107,6 +136,17 @@ class TokenEstimator:
         plus ``max_tokens`` (or ``default_output`` when the request sets none)."""
         out = request.max_tokens if request.max_tokens is not None else default_output
         return self.input_tokens(request) + out
+
+
+def _provider(request: LLMRequest) -> str:
+    """The transport kind the chain put in the request's metadata (openai's rules by default)."""
+    identity = request.metadata.get("llmchain.transport")
+    kind = identity.get("kind") if isinstance(identity, dict) else None
+    return kind if isinstance(kind, str) else "openai"
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), default=str)
 
 
 _estimators: dict[str, TokenEstimator] = {}

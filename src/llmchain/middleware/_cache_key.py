@@ -4,6 +4,10 @@ The key is ``sha256`` over a canonical JSON array of everything that changes the
 
     [format version, namespace, transport identity, model, messages,
      temperature, max_tokens, top_p, stop, seed, extra body params, output schema]
+    (+ [tools, tool_choice, parallel_tool_calls] when any is set)
+
+Messages with content parts key every part; images and documents by the sha256 of their bytes
+(or their URL), never by repr; tool calls and tool_call_id are part of their message's key.
 
 and nothing else: not the request id, deadline, timeout, attempt number or per-call
 ``metadata`` (those change how a call is made, not what it answers), and never a secret
@@ -22,8 +26,10 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from .._models import LLMRequest, LLMResponse, Usage
+from .._content import part_key
+from .._models import LLMRequest, LLMResponse, Message, Usage
 from .._redact import SECRET_KEYS
+from .._tools import ToolCall
 
 KEY_VERSION = 1
 #: Where the chain puts ``transport.identity()`` for stages that need it.
@@ -80,7 +86,8 @@ def key_material(request: LLMRequest, namespace: str = "default",
         namespace,
         _without_secrets(transport) if transport else {},
         request.model,
-        [[m.role, m.content, m.name] for m in request.messages],
+        [[m.role, m.content, m.name] if type(m.content) is str and m.tool_call_id is None
+         and not m.tool_calls else _message_key(m) for m in request.messages],
         _float(request.temperature),
         request.max_tokens,
         _float(request.top_p),
@@ -88,7 +95,26 @@ def key_material(request: LLMRequest, namespace: str = "default",
         request.seed,
         _without_secrets(request.extra) if request.extra else {},
         schema,
+        *_tool_material(request),
     ]
+
+
+def _message_key(message: Message) -> list[Any]:
+    """A message with parts or tool fields: parts by content (bytes by sha256, never repr)."""
+    content = message.content
+    key: list[Any] = [message.role, content if isinstance(content, str) else
+                      [part_key(p) for p in content], message.name, message.tool_call_id]
+    if message.tool_calls:
+        key.append([[c.id, c.name, c.arguments] for c in message.tool_calls])
+    return key
+
+
+def _tool_material(request: LLMRequest) -> list[Any]:
+    """Tools and tool choice, appended only when set (keys of plain requests stay as they were)."""
+    if not request.tools and request.tool_choice is None and request.parallel_tool_calls is None:
+        return []
+    return [[[t.name, t.description, t.parameters] for t in request.tools],
+            request.tool_choice, request.parallel_tool_calls]
 
 
 def cache_key(request: LLMRequest, namespace: str = "default",
@@ -114,7 +140,7 @@ def entry_document(response: LLMResponse) -> dict[str, Any]:
     if isinstance(parsed, BaseModel):
         parsed = parsed.model_dump(mode="json")
     usage = response.usage
-    return {
+    document = {
         "v": ENTRY_VERSION,
         "text": response.text,
         "parsed": parsed,
@@ -123,6 +149,11 @@ def entry_document(response: LLMResponse) -> dict[str, Any]:
         "finish_reason": response.finish_reason,
         "served_by": response.served_by,
     }
+    if response.tool_calls:  # optional keys: entries without them read as before
+        document["tool_calls"] = [[c.id, c.name, c.arguments] for c in response.tool_calls]
+    if response.parts:
+        document["parts"] = [p.model_dump(mode="json") for p in response.parts]
+    return document
 
 
 def encode_document(document: dict[str, Any]) -> str | None:
@@ -167,5 +198,7 @@ def decode_entry(text: str) -> DecodedEntry:
         model=doc.get("model"),
         finish_reason=doc.get("finish_reason"),
         served_by=doc.get("served_by"),
+        tool_calls=tuple(ToolCall(id=i, name=n, arguments=a) for i, n, a in doc.get("tool_calls", ())),
+        parts=tuple(doc.get("parts", ())),
     )
     return DecodedEntry(template, json.dumps(parsed, ensure_ascii=False) if mutable else None)

@@ -30,6 +30,7 @@ from typing import IO, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from .._clock import REAL_CLOCK, Clock
+from .._content import describe_message
 from .._events import CallTrace, Event, current_call
 from .._exceptions import CallError, GaveUp, TimeoutExceeded
 from .._models import LLMRequest, LLMResponse, copy_with
@@ -239,10 +240,14 @@ class LogMiddleware:
             message = message.replace("llm call", "llm stream", 1)
         if self.options.include_bodies:
             limit = self.options.body_max_chars
-            prompt = "\n".join(f"{m.role}: {m.content}" for m in request.messages)
+            prompt = "\n".join(f"{m.role}: {m.content}" if type(m.content) is str and not m.tool_calls
+                               else describe_message(m) for m in request.messages)
             fields["prompt"] = trim(redact(prompt), limit)
             if response is not None:
-                fields["answer"] = trim(redact(response.text), limit)
+                answer = response.text
+                if response.tool_calls or response.parts:  # arguments redacted like the text
+                    answer = describe_message(response.message).partition(": ")[2]
+                fields["answer"] = trim(redact(answer), limit)
         # what log.log(level, message, extra=fields) does, without its slow steps: finding the
         # caller (this line: always the same, so its file and line are looked up once) and
         # checking each extra key against the record's attributes (these keys are fixed, none is)

@@ -26,6 +26,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from .._clock import REAL_CLOCK, Clock, time_left
+from .._content import content_chars
 from .._events import emit
 from .._exceptions import ConfigError, GaveUp, OutputError, OutputInvalid, ParseError
 from .._json_fix import json_repair_available, repair_json_text, repair_region
@@ -34,6 +35,7 @@ from .._redact import trim
 from .._schema import OutputSchema, SchemaMismatch
 from .._stream import Events, Replaced, StreamEnd, StreamEvent
 from .._structured import expected_kind, invalid_error, resolve_schema, response_of, schema_of
+from .._tool_check import STRUCTURED_NOTE, structured_reask_messages, tool_errors, tool_reask_messages
 from .._types import Next
 from ..hookspecs import hookimpl
 
@@ -226,7 +228,16 @@ class RepairMiddleware:
         left = time_left(request, self._clock)
         if left is not None and left <= 0:
             return None, "the call's deadline has passed"
-        extra = reask_messages(error, schema if options.include_schema else None, options.instruction)
+        rejected, per_call = response_of(error), tool_errors(error)
+        if rejected is not None and per_call is not None:  # tool-call arguments: answer the calls
+            extra = tool_reask_messages(rejected, per_call)
+        elif rejected is not None and STRUCTURED_NOTE in rejected.notes:  # answered through a tool
+            call = rejected.notes[STRUCTURED_NOTE]
+            problem = reask_messages(error, schema if options.include_schema else None,
+                                     f"Call the {call['name']} tool again with the corrected input.")
+            extra = structured_reask_messages(call, problem[-1].text)
+        else:
+            extra = reask_messages(error, schema if options.include_schema else None, options.instruction)
         messages = request.messages + extra
         update: dict[str, Any] = {
             "messages": messages,
@@ -267,7 +278,8 @@ def estimate_tokens(content: str | Sequence[Message]) -> int:
     """
     if isinstance(content, str):
         return (len(content) + 2) // 3
-    return sum((len(m.content) + 2) // 3 + 4 for m in content)
+    return sum((content_chars(m.content) + sum(len(c.arguments) for c in m.tool_calls) + 2) // 3 + 4
+               for m in content)
 
 
 def reask_messages(

@@ -6,7 +6,8 @@ attaches it to requests that carry none, so ``parse`` inside it acts and a trans
 provider's native structured output. Without any schema, calls pass straight through.
 
 On success ``parsed`` becomes the model instance (pydantic) or the validated value (JSON
-Schema); on failure OutputInvalid lists every violation as ``"path: message"``. OutputErrors
+Schema); on failure OutputInvalid lists every violation as ``"path: message"``. Tool calls
+in an answer are checked against their tools' schemas (``_tool_check``). OutputErrors
 from inside (a ParseError) leave tagged with this schema, so ``repair`` re-checks with it.
 """
 
@@ -30,6 +31,7 @@ from .._schema import (
 )
 from .._stream import at_end
 from .._structured import check_value, remember, resolve_schema
+from .._tool_check import check_tool_calls
 from .._types import Next
 from ..hookspecs import hookimpl
 
@@ -95,6 +97,14 @@ class ValidateMiddleware:
             self._attach = {"output_schema": self._own.json_schema, "output_type": self._own.model}
 
     async def handle(self, request: LLMRequest, call_next: Next) -> LLMResponse:
+        if request.tools:  # tool calls in the answer are checked against their tools' schemas
+            response = await self._validate(request, call_next)
+            return check_tool_calls(request, response) if response.tool_calls else response
+        if request.output_type is None and request.output_schema is None and self._own is None:
+            return await call_next(request)  # nothing to check: no extra frame for plain calls
+        return await self._validate(request, call_next)
+
+    async def _validate(self, request: LLMRequest, call_next: Next) -> LLMResponse:
         if request.output_type is None and request.output_schema is None:
             schema = self._own
             if schema is None:
@@ -134,6 +144,8 @@ class ValidateMiddleware:
 
 def _validated(response: LLMResponse, schema: OutputSchema) -> LLMResponse:
     parsed = response.parsed
+    if response.tool_calls and not response.text and parsed is None:
+        return response  # the model called tools instead of answering: nothing to validate yet
     if schema.model is not None and isinstance(parsed, schema.model):
         return response
     try:

@@ -18,6 +18,7 @@ import asyncio
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -100,12 +101,34 @@ class SQLiteCacheStore:
         # takes the lock up front instead of failing on upgrade (SQLITE_BUSY) midway.
         conn = sqlite3.connect(self.path, timeout=self._busy_timeout_s, isolation_level=None,
                                check_same_thread=False)
-        conn.execute("PRAGMA journal_mode=WAL")
+        self._enter_wal(conn)
         conn.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: durable against process crashes
         self._local.conn, self._local.pid = conn, os.getpid()
         with self._lock:
             self._connections.append(conn)
         return conn
+
+    def _enter_wal(self, conn: sqlite3.Connection) -> None:
+        """``PRAGMA journal_mode=WAL``, retried while another process holds the file.
+
+        Switching to WAL, or recovering the WAL a killed process left behind, needs a lock
+        that SQLite does not wait for through its busy handler: a second process opening the
+        file at that moment gets "database is locked" at once. Retrying for up to the busy
+        timeout gives the same patience every other statement gets.
+        """
+        deadline = time.monotonic() + self._busy_timeout_s
+        pause = 0.005
+        while True:
+            try:
+                conn.execute("PRAGMA journal_mode=WAL")
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) and "busy" not in str(exc):
+                    raise
+                if time.monotonic() + pause > deadline:
+                    raise
+                time.sleep(pause)  # a worker thread, never the event loop
+                pause = min(pause * 2, 0.1)
 
     def _call(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         return fn(self._connection())

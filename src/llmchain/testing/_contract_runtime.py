@@ -88,7 +88,7 @@ def _one_mode(sut: StageUnderTest, mode: str, script: list[Outcome]) -> Summary:
     finally:
         chain.close()
     sent = tuple(
-        (r.model, r.attempt, tuple((m.role, m.content.replace(tag, "<tag>")) for m in r.messages))
+        (r.model, r.attempt, tuple((m.role, m.text.replace(tag, "<tag>")) for m in r.messages))
         for r in transport.calls
     )
     return outcome, detail, len(transport.calls), sent  # not clock time: backoff may be jittered

@@ -15,7 +15,7 @@ import random
 import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
-from typing import Literal, cast, get_args
+from typing import Any, Literal, cast, get_args
 
 FaultKind = Literal[
     "ok",  # a normal answer (after delay_s, if set)
@@ -52,7 +52,8 @@ class Fault:
     extra response headers (e.g. ``{"x-should-retry": "false"}``); ``content``: the answer
     text instead of the server's; ``message``: the error message in error bodies;
     ``after_events``: stream events sent before a ``truncated_stream`` / ``stream_error``;
-    ``raw`` (+ ``content_type``, ``status``): replay exactly this body, e.g. a documented one.
+    ``raw`` (+ ``content_type``, ``status``): replay exactly this body, e.g. a documented one;
+    ``tool_calls``: answer with these calls (``{"name", "arguments", "id"?}``) after the text.
     """
 
     kind: FaultKind = "ok"
@@ -68,6 +69,7 @@ class Fault:
     after_events: int = 2
     raw: bytes | None = None
     content_type: str = "application/json"
+    tool_calls: tuple[Mapping[str, Any], ...] = ()
 
     def __post_init__(self) -> None:
         if self.kind not in FAULT_KINDS:

@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
 from ._fault_plan import Fault
@@ -25,6 +27,7 @@ from ._wire import (
     stream_error_event,
     stream_events,
 )
+from ._wire_tools import make_calls
 
 Headers = list[tuple[str, str]]
 _SLOW = frozenset({"hang_before_headers", "hang_after_headers", "trickle", "hold_after_end"})
@@ -63,7 +66,9 @@ class Responder:
         return 200
 
     def reply(self, conn: Connection, api: Api, ask: Ask, fault: Fault, text: str,
-              keep_alive: bool, headers: Headers) -> Reply:
+              keep_alive: bool, headers: Headers, calls: Sequence[Mapping[str, Any]] = ()) -> Reply:
+        if calls and not fault.tool_calls:  # calls the content function asked for
+            fault = replace(fault, tool_calls=tuple(calls))
         if fault.content is not None:
             text = fault.content
         elif fault.kind == "content_not_json":
@@ -106,11 +111,11 @@ class Responder:
         if kind == "bad_shape":
             return _whole(200, _BAD_SHAPE, "application/json", headers, keep_alive)
         if not ask.stream:
-            body = json.dumps(completion(ask, text)).encode()
+            body = json.dumps(completion(ask, text, make_calls(fault.tool_calls, api))).encode()
             return _whole(200, body, "application/json", headers, keep_alive)
         headers += [("content-type", "text/event-stream"), ("cache-control", "no-cache")]
         head = response_head(200, headers, length=None, keep_alive=keep_alive)
-        events = stream_events(ask, text, self.piece_chars)
+        events = stream_events(ask, text, self.piece_chars, make_calls(fault.tool_calls, api))
         if kind == "stream_error":
             cut = min(fault.after_events, len(events) - 1)
             events = [*events[:cut], stream_error_event(api)]

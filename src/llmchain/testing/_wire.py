@@ -9,8 +9,10 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal
+
+from ._wire_tools import Call, anthropic_blocks, describe, media_tokens, openai_call_deltas, openai_calls
 
 Api = Literal["openai", "anthropic"]
 
@@ -46,6 +48,8 @@ class Ask:
     schema: dict[str, Any] | None  # requested JSON Schema (structured output), {} for json_object
     tool_name: str | None  # Anthropic forced tool use
     include_usage: bool
+    forced_call: str | None = None  # OpenAI tool_choice naming one function: answered with a call
+    media_tokens: int = 0  # what images and documents in the prompt cost
 
 
 def read_ask(api: Api, body: Any) -> Ask:
@@ -57,7 +61,7 @@ def read_ask(api: Api, body: Any) -> Ask:
         text = _text_of(message.get("content"))
         chars += len(text)
         if message.get("role") == "user":
-            prompt = text
+            prompt = describe(message.get("content"))
     schema: dict[str, Any] | None = None
     tool_name = None
     if api == "openai":
@@ -66,6 +70,13 @@ def read_ask(api: Api, body: Any) -> Ask:
             schema = dict(fmt.get("json_schema", {}).get("schema") or {})
         elif fmt.get("type") == "json_object":
             schema = {}
+        choice = body.get("tool_choice")
+        if isinstance(choice, dict) and schema is None:
+            forced = (choice.get("function") or {}).get("name")
+            for tool in body.get("tools") or ():
+                if (tool.get("function") or {}).get("name") == forced:
+                    schema = dict(tool["function"].get("parameters") or {})
+                    return replace(_ask(api, body, prompt, chars, schema, None), forced_call=forced)
     else:
         choice = body.get("tool_choice") or {}
         if choice.get("type") == "tool":
@@ -73,9 +84,15 @@ def read_ask(api: Api, body: Any) -> Ask:
             for tool in body.get("tools") or ():
                 if tool.get("name") == tool_name:
                     schema = dict(tool.get("input_schema") or {})
+    return _ask(api, body, prompt, chars, schema, tool_name)
+
+
+def _ask(api: Api, body: dict[str, Any], prompt: str, chars: int, schema: dict[str, Any] | None,
+         tool_name: str | None) -> Ask:
     options = body.get("stream_options") or {}
     return Ask(api, str(body.get("model") or "fault-model"), bool(body.get("stream")), prompt,
-               chars, schema, tool_name, bool(options.get("include_usage")))
+               chars, schema, tool_name, bool(options.get("include_usage")),
+               media_tokens=media_tokens(body["messages"]))
 
 
 def _text_of(content: Any) -> str:
@@ -91,9 +108,13 @@ def tokens(chars: int) -> int:
     return max(1, (chars + 3) // 4)
 
 
-def completion(ask: Ask, text: str) -> dict[str, Any]:
-    """A complete non-streaming answer in ``ask.api``'s format."""
-    usage_in, usage_out = tokens(ask.input_chars), tokens(len(text))
+def completion(ask: Ask, text: str, calls: list[Call] | None = None) -> dict[str, Any]:
+    """A complete non-streaming answer in ``ask.api``'s format (with ``calls``: tool calls)."""
+    usage_in, usage_out = tokens(ask.input_chars) + ask.media_tokens, tokens(len(text))
+    if ask.forced_call and not calls:
+        calls, text = _forced(ask, text), ""
+    if calls:
+        return _with_calls(ask, text, calls, usage_in, usage_out)
     if ask.api == "openai":
         return {
             "id": f"chatcmpl-{uuid.uuid4().hex[:24]}", "object": "chat.completion",
@@ -117,6 +138,28 @@ def completion(ask: Ask, text: str) -> dict[str, Any]:
     }
 
 
+def _forced(ask: Ask, text: str) -> list[Call]:
+    """The call answering a tool_choice that names one function (its arguments: ``text``)."""
+    return [{"id": f"call_{uuid.uuid4().hex[:12]}", "name": ask.forced_call or "", "arguments": text}]
+
+
+def _with_calls(ask: Ask, text: str, calls: list[Call], usage_in: int, usage_out: int) -> dict[str, Any]:
+    usage_out += sum(tokens(len(c["arguments"])) for c in calls)
+    if ask.api == "openai":
+        message = {"role": "assistant", "content": text or None, "refusal": None,
+                   "tool_calls": openai_calls(calls)}
+        return {"id": f"chatcmpl-{uuid.uuid4().hex[:24]}", "object": "chat.completion",
+                "created": int(time.time()), "model": ask.model, "system_fingerprint": "fp_fault",
+                "choices": [{"index": 0, "logprobs": None, "finish_reason": "tool_calls",
+                             "message": message}],
+                "usage": {"prompt_tokens": usage_in, "completion_tokens": usage_out,
+                          "total_tokens": usage_in + usage_out}}
+    blocks = ([{"type": "text", "text": text}] if text else []) + anthropic_blocks(calls)
+    return {"id": f"msg_{uuid.uuid4().hex[:24]}", "type": "message", "role": "assistant",
+            "model": ask.model, "content": blocks, "stop_reason": "tool_use", "stop_sequence": None,
+            "usage": {"input_tokens": usage_in, "output_tokens": usage_out}}
+
+
 def _tool_input(ask: Ask, text: str) -> dict[str, Any] | None:
     """The forced tool's input, or None to answer in text (as a model ignoring the tool does)."""
     if not ask.tool_name:
@@ -135,10 +178,14 @@ def sse(data: Any, event: str | None = None) -> bytes:
     return f"{head}data: {payload}\n\n".encode()
 
 
-def stream_events(ask: Ask, text: str, piece_chars: int = 16) -> list[bytes]:
+def stream_events(ask: Ask, text: str, piece_chars: int = 16, calls: list[Call] | None = None) -> list[bytes]:
     """Every event of a streamed answer, in order, the last one ending the stream."""
+    if ask.forced_call and not calls:
+        calls, text = _forced(ask, text), ""
+    calls = calls or []
     pieces = [text[i:i + piece_chars] for i in range(0, len(text), piece_chars)] or [""]
-    usage_in, usage_out = tokens(ask.input_chars), tokens(len(text))
+    usage_in = tokens(ask.input_chars) + ask.media_tokens
+    usage_out = tokens(len(text)) + sum(tokens(len(c["arguments"])) for c in calls)
     if ask.api == "openai":
         base = {"id": f"chatcmpl-{uuid.uuid4().hex[:24]}", "object": "chat.completion.chunk",
                 "created": int(time.time()), "model": ask.model, "system_fingerprint": "fp_fault"}
@@ -149,7 +196,8 @@ def stream_events(ask: Ask, text: str, piece_chars: int = 16) -> list[bytes]:
 
         out = [chunk({"role": "assistant", "content": "", "refusal": None}, None)]
         out += [chunk({"content": p}, None) for p in pieces if p]
-        out.append(chunk({}, "stop"))
+        out += [chunk(d, None) for d in openai_call_deltas(calls, piece_chars)]
+        out.append(chunk({}, "tool_calls" if calls else "stop"))
         if ask.include_usage:
             out.append(sse({**base, "choices": [], "usage": {
                 "prompt_tokens": usage_in, "completion_tokens": usage_out,
@@ -174,8 +222,16 @@ def stream_events(ask: Ask, text: str, piece_chars: int = 16) -> list[bytes]:
     out += [sse({"type": "content_block_delta", "index": 0, "delta": d}, "content_block_delta")
             for d in deltas]
     out.append(sse({"type": "content_block_stop", "index": 0}, "content_block_stop"))
+    for index, call in enumerate(anthropic_blocks(calls), start=1):
+        raw = json.dumps(call["input"])
+        out.append(sse({"type": "content_block_start", "index": index,
+                        "content_block": {**call, "input": {}}}, "content_block_start"))
+        out += [sse({"type": "content_block_delta", "index": index, "delta": {
+            "type": "input_json_delta", "partial_json": raw[i:i + piece_chars]}}, "content_block_delta")
+            for i in range(0, len(raw), piece_chars)]
+        out.append(sse({"type": "content_block_stop", "index": index}, "content_block_stop"))
     out.append(sse({"type": "message_delta", "delta": {
-        "stop_reason": "tool_use" if as_tool else "end_turn", "stop_sequence": None},
+        "stop_reason": "tool_use" if as_tool or calls else "end_turn", "stop_sequence": None},
         "usage": {"output_tokens": usage_out}}, "message_delta"))
     out.append(sse({"type": "message_stop"}, "message_stop"))
     return out

@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,10 +31,13 @@ from ._http11 import Connection, HttpRequest, Reply, response
 from ._limits import ServerLimits
 from ._responder import Responder
 from ._wire import Api, error_body, read_ask, tokens
+from ._wire_tools import describe, tool_results
 
 __all__ = ["Fault", "FaultPlan", "FaultServer", "RecordedRequest"]
 
-Content = Callable[[dict[str, Any]], str]
+#: A function of the request body returning the answer text, or ``{"text": ..., "tool_calls":
+#: [{"name": ..., "arguments": {...}}]}`` to answer with tool calls.
+Content = Callable[[dict[str, Any]], str | dict[str, Any]]
 
 
 @dataclass(frozen=True)
@@ -69,6 +72,8 @@ class FaultServer:
     structured-output requests (default: a value built from their schema). ``piece_chars``:
     text per stream event; ``stream_interval_s``: pause between stream events. ``api_key``:
     require this key (401 otherwise). ``record=False`` keeps no request records.
+    ``tool_calls``: answer requests that offer tools with these calls (``{"name", "arguments"}``)
+    until the conversation sends tool results back, which are then echoed.
     """
 
     def __init__(
@@ -83,6 +88,7 @@ class FaultServer:
         piece_chars: int = 16,
         stream_interval_s: float = 0.0,
         api_key: str | None = None,
+        tool_calls: Sequence[Mapping[str, Any]] = (),
         record: bool = True,
         host: str = "127.0.0.1",
         port: int = 0,
@@ -91,6 +97,7 @@ class FaultServer:
         self._plan = FaultPlan.coerce(plan, seed)
         self._limits = ServerLimits(rpm_limit, tpm_limit)
         self._content = content
+        self._tool_calls = list(tool_calls)
         self._responder = Responder(json_content=json_content, piece_chars=piece_chars,
                                     stream_interval_s=stream_interval_s)
         self.api_key = api_key
@@ -257,7 +264,7 @@ class FaultServer:
         if self.api_key is not None and not self._authorised(api, request.headers):
             return self._refuse(request, api, 401, "Incorrect API key provided.", body)
         fault = self._plan.next()
-        text = self._answer(body, ask.schema)
+        text, calls = self._answer(body, ask.schema)
         headers, refused, wait = self._limits.check(api, tokens(ask.input_chars) + tokens(len(text)))
         if refused is not None:
             self._note(request, api, body, refused, 429)
@@ -265,21 +272,30 @@ class FaultServer:
                           headers=dict(headers))
             return self._responder.reply(conn, api, ask, fault, text, request.keep_alive, [])
         self._note(request, api, body, fault.label, self._responder.status_of(fault, ask))
-        return self._responder.reply(conn, api, ask, fault, text, request.keep_alive, headers)
+        return self._responder.reply(conn, api, ask, fault, text, request.keep_alive, headers, calls)
 
-    def _answer(self, body: dict[str, Any], schema: dict[str, Any] | None) -> str:
+    def _answer(self, body: dict[str, Any], schema: dict[str, Any] | None) -> tuple[str, list[Any]]:
         content = self._content
         if callable(content):
-            return content(body)
+            answer = content(body)
+            if isinstance(answer, dict):
+                return str(answer.get("text") or ""), list(answer.get("tool_calls") or ())
+            return answer, []
         if schema is not None:
-            return self._responder.json_answer(schema)
+            return self._responder.json_answer(schema), []
+        if self._tool_calls and body.get("tools"):
+            results = tool_results(body["messages"])
+            if results is None:
+                return "", self._tool_calls
+            return "Tool results: " + "; ".join(results), []
         if content == "echo":
             messages = body["messages"]
             for message in reversed(messages):
-                if message.get("role") == "user" and isinstance(message.get("content"), str):
-                    return str(message["content"])
-            return ""
-        return content
+                # the last user turn that is not only tool results (Anthropic sends those as user)
+                if message.get("role") == "user" and describe(message.get("content")):
+                    return describe(message["content"]), []
+            return "", []
+        return content, []
 
     def _authorised(self, api: Api, headers: dict[str, str]) -> bool:
         if headers.get("authorization") == f"Bearer {self.api_key}":

@@ -87,7 +87,7 @@ class ScriptedNext:
 
     def _next_step(self, request: LLMRequest) -> Step:
         if not self.script:
-            users = [m.content for m in request.messages if m.role == "user"]
+            users = [m.text for m in request.messages if m.role == "user"]
             return users[-1] if users else ""
         step = self.script[min(self._position, len(self.script) - 1)]
         self._position += 1

@@ -1,7 +1,9 @@
 """Hypothesis strategies for llmchain values: requests, responses, outcomes and fault plans.
 
-Needs ``hypothesis`` (a test dependency): import this module explicitly, ``llmchain.testing``
-does not. Outcomes are ready to script into a ``ScriptedNext`` or ``MockTransport``::
+``rich_messages(provider)``, ``images()``, ``documents()``, ``tool_calls()`` and ``tools()``
+cover content parts and tools. Needs ``hypothesis`` (a test dependency): import this module
+explicitly, ``llmchain.testing`` does not. Outcomes are ready to script into a
+``ScriptedNext`` or ``MockTransport``::
 
     from llmchain.testing import strategies as lst
 
@@ -13,11 +15,13 @@ does not. Outcomes are ready to script into a ``ScriptedNext`` or ``MockTranspor
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from typing import Any
 
 from hypothesis import strategies as st
 
+from .._content import DocumentPart, ImagePart, RawPart, TextPart
 from .._exceptions import (
     CallError,
     OutputInvalid,
@@ -28,6 +32,7 @@ from .._exceptions import (
     TransportError,
 )
 from .._models import LLMRequest, LLMResponse, Message, Usage
+from .._tools import Tool, ToolCall
 from ._fault_plan import FaultPlan
 
 OUTCOME_KINDS = ("success", "retryable", "fatal", "timeout")
@@ -100,6 +105,87 @@ def requests(
             timeout_s=timeout,
             deadline=None if timeout is None else now + timeout,
         )
+
+    return build()
+
+
+# -- content parts and tools --------------------------------------------------------------------
+
+_PNG = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR"
+_MEDIA = ("image/png", "image/jpeg", "image/gif", "image/webp")
+
+
+def images(*, detail: bool = True) -> st.SearchStrategy[ImagePart]:
+    """Images by https URL or by bytes (any media type); ``detail=False`` for Anthropic, which has none."""
+    details = st.none() | st.sampled_from(["auto", "low", "high"]) if detail else st.none()
+    by_url = st.builds(ImagePart, url=st.sampled_from(["https://example.com/a.png", "https://x.test/cat.jpg"]),
+                       detail=details)
+    by_data = st.builds(ImagePart, data=st.binary(max_size=64).map(lambda b: _PNG + b),
+                        media_type=st.sampled_from(_MEDIA), detail=details)
+    return by_url | by_data
+
+
+def documents(*, by_url: bool = False) -> st.SearchStrategy[DocumentPart]:
+    """PDF documents as bytes with a file name (``by_url=True``: also by URL, which OpenAI cannot send)."""
+    data = st.builds(DocumentPart, data=st.binary(max_size=64).map(lambda b: b"%PDF-1.4\n" + b),
+                     name=st.sampled_from(["report.pdf", "a b.pdf", "invoice-7.pdf"]))
+    if not by_url:
+        return data
+    return data | st.builds(DocumentPart, url=st.just("https://example.com/doc.pdf"))
+
+
+def raw_parts(provider: str) -> st.SearchStrategy[RawPart]:
+    """Provider items llmchain does not model, for ``provider`` ("openai" or "anthropic")."""
+    if provider == "openai":
+        items = st.builds(lambda d: {"type": "input_audio", "input_audio": {"data": d, "format": "wav"}},
+                          words(1, 2))
+    else:
+        items = st.builds(lambda t: {"type": "thinking", "thinking": t, "signature": "sig"}, words(1, 3))
+    return st.builds(RawPart, provider=st.just(provider), data=items)
+
+
+def tool_calls(max_size: int = 3) -> st.SearchStrategy[tuple[ToolCall, ...]]:
+    """Calls with unique ids and JSON-object arguments (as providers send them)."""
+    one = st.builds(lambda n, a: (n, json.dumps(a)), st.sampled_from(["get_weather", "lookup", "add"]),
+                    st.dictionaries(words(1, 1), st.integers(0, 99) | words(1, 2), max_size=3))
+    return st.lists(one, max_size=max_size).map(
+        lambda calls: tuple(ToolCall(id=f"call_{i}", name=n, arguments=a) for i, (n, a) in enumerate(calls)))
+
+
+def tools() -> st.SearchStrategy[tuple[Tool, ...]]:
+    """Distinct tools with small object schemas."""
+    schema = st.builds(lambda props: {"type": "object", "properties": {p: {"type": "string"} for p in props},
+                                      "required": sorted(props)}, st.sets(words(1, 1), max_size=3))
+    one = st.builds(Tool, name=st.sampled_from(["get_weather", "lookup", "add", "search"]),
+                    description=words(0, 6), parameters=schema)
+    return st.lists(one, max_size=3, unique_by=lambda t: t.name).map(tuple)
+
+
+def rich_messages(provider: str) -> st.SearchStrategy[tuple[Message, ...]]:
+    """A conversation using everything ``provider`` can carry: parts, raw items, tool calls and
+    their results; every id unique. For round trips through that provider's wire format."""
+    anthropic = provider == "anthropic"
+    parts = st.one_of(st.builds(TextPart, text=words()), images(detail=not anthropic),
+                      documents(by_url=anthropic), raw_parts(provider))
+    user_content = st.one_of(words(), st.lists(parts, min_size=1, max_size=4).map(tuple))
+    text_parts = st.lists(st.builds(TextPart, text=words()), min_size=1, max_size=2).map(tuple)
+
+    @st.composite
+    def build(draw: st.DrawFn) -> tuple[Message, ...]:
+        out: list[Message] = []
+        if draw(st.booleans()):
+            out.append(Message(role="system", content=draw(words())))
+        for turn in range(draw(st.integers(0, 2))):
+            out.append(Message(role="user", content=draw(user_content)))
+            calls = tuple(c.model_copy(update={"id": f"t{turn}_{c.id}"}) for c in draw(tool_calls()))
+            answer = draw(words(0) if not calls else st.just("") | words())
+            out.append(Message(role="assistant", content=answer, tool_calls=calls))
+            for call in calls:
+                rich = images(detail=False).map(lambda i: (i,)) if anthropic else text_parts
+                result = draw(words() | rich)
+                out.append(Message(role="tool", content=result, tool_call_id=call.id))
+        out.append(Message(role="user", content=draw(user_content)))
+        return tuple(out)
 
     return build()
 

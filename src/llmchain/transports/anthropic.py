@@ -12,7 +12,8 @@ Structured output (``request.output_schema``) uses forced tool use: one tool who
 is the requested schema, ``tool_choice`` naming it; the tool input comes back as JSON text in
 ``LLMResponse.text``. A schema that is not an object is wrapped as ``{"value": ...}`` (the API
 requires an object) and unwrapped again. Stop reasons are reported in OpenAI's words
-(``stop``, ``length``, ``content_filter``) so stages can treat providers alike.
+(``stop``, ``length``, ``content_filter``, ``tool_calls``) so stages can treat providers alike.
+Messages, parts and tools map onto the API in ``_anthropic_wire`` (table: docs/content.md).
 """
 
 from __future__ import annotations
@@ -26,8 +27,17 @@ from pydantic import Field
 from .._clock import REAL_CLOCK, Clock
 from .._models import LLMRequest, LLMResponse, Usage
 from ..hookspecs import hookimpl
+from ._anthropic_wire import (
+    answer_from_anthropic,
+    messages_to_anthropic,
+    tool_choice_to_anthropic,
+    tools_to_anthropic,
+)
 from ._http import HTTPOptions, HTTPTransport
 from ._http_errors import error_from_event
+from ._stream_blocks import StreamBlocks
+from ._structured_tool import answer_text, note, tool_schema
+from ._tool_stream import ToolCallAssembler
 
 FINISH = {"end_turn": "stop", "stop_sequence": "stop", "tool_use": "stop",
           "max_tokens": "length", "refusal": "content_filter"}
@@ -67,16 +77,20 @@ class AnthropicTransport(HTTPTransport):
 
     def encode(self, request: LLMRequest, stream: bool) -> dict[str, Any]:
         o = self.options
-        system = [m.content for m in request.messages if m.role == "system"]
+        # the API knows only user and assistant turns; tool results go back as user turns
+        system, messages = messages_to_anthropic(request.messages, self.name)
         body: dict[str, Any] = {
             "model": request.model or o.model,
             "max_tokens": request.max_tokens or o.max_tokens,
-            # the API knows only user and assistant turns; tool results go back as user turns
-            "messages": [{"role": "assistant" if m.role == "assistant" else "user", "content": m.content}
-                         for m in request.messages if m.role != "system"],
+            "messages": messages,
         }
-        if system:
-            body["system"] = "\n\n".join(system)
+        if system is not None:
+            body["system"] = system
+        if request.tools:
+            body["tools"] = tools_to_anthropic(request.tools)
+        choice = tool_choice_to_anthropic(request.tool_choice, request.parallel_tool_calls)
+        if choice is not None:
+            body["tool_choice"] = choice
         if request.temperature is not None:
             body["temperature"] = request.temperature
         if request.top_p is not None:
@@ -84,8 +98,8 @@ class AnthropicTransport(HTTPTransport):
         if request.stop:
             body["stop_sequences"] = list(request.stop)
         if request.output_schema is not None and self._tool_mode(request):
-            schema, _ = _tool_schema(request.output_schema)
-            body["tools"] = [{"name": o.tool_name, "input_schema": schema,
+            schema, _ = tool_schema(request.output_schema)
+            body["tools"] = [*body.get("tools", ()), {"name": o.tool_name, "input_schema": schema,
                               "description": "Give the answer as this tool's input."}]
             body["tool_choice"] = {"type": "tool", "name": o.tool_name}
         if stream:
@@ -99,40 +113,37 @@ class AnthropicTransport(HTTPTransport):
             raise error_from_event(data, json.dumps(data), where=self.name)
         blocks = data["content"]
         text = None
-        if self._tool_mode(request):
+        notes: dict[str, Any] = {}
+        tool = self._tool_mode(request)
+        if tool:
             for block in blocks:
                 if block["type"] == "tool_use" and block["name"] == self.options.tool_name:
                     text = _tool_text(block["input"], request)
-        if text is None:  # no tool call (or none asked): the text blocks are the answer
-            text = "".join(b["text"] for b in blocks if b["type"] == "text")
+                    notes = note(block["id"], block["name"], json.dumps(block["input"]))
+        answer, parts, calls = answer_from_anthropic(blocks, self.options.tool_name if tool else None)
         stop = data.get("stop_reason")
         return LLMResponse(
-            text=text, usage=_usage(data.get("usage") or {}), model=data.get("model"),
-            finish_reason=FINISH.get(stop, stop), headers=headers,
+            text=answer if text is None else text, usage=_usage(data.get("usage") or {}),
+            model=data.get("model"), finish_reason=_finish(stop, calls), headers=headers,
+            parts=parts, tool_calls=calls, notes=notes,
         )
 
     def stream_state(self, request: LLMRequest) -> _StreamState:
         tool = self._tool_mode(request)
-        wrapped = tool and _tool_schema(request.output_schema or {})[1]
-        return _StreamState(self.name, request.model or self.options.model, tool, wrapped)
-
-
-def _tool_schema(schema: dict[str, Any]) -> tuple[dict[str, Any], bool]:
-    """(input schema, wrapped?): the API wants an object, so anything else becomes ``value``."""
-    if schema.get("type") == "object" or ("type" not in schema and "properties" in schema):
-        return schema, False
-    inner = dict(schema)
-    defs = inner.pop("$defs", None)
-    wrapper: dict[str, Any] = {"type": "object", "properties": {"value": inner}, "required": ["value"]}
-    if defs is not None:
-        wrapper["$defs"] = defs
-    return wrapper, True
+        wrapped = tool and tool_schema(request.output_schema or {})[1]
+        return _StreamState(self.name, request.model or self.options.model, tool, wrapped,
+                            self.options.tool_name)
 
 
 def _tool_text(value: Any, request: LLMRequest) -> str:
-    if _tool_schema(request.output_schema or {})[1] and isinstance(value, dict) and "value" in value:
-        value = value["value"]
-    return json.dumps(value)
+    return answer_text(value, tool_schema(request.output_schema or {})[1])
+
+
+def _finish(stop: str | None, calls: tuple[Any, ...]) -> str | None:
+    """OpenAI's words; ``tool_use`` is "tool_calls" unless the only tool was structured output."""
+    if stop == "tool_use" and calls:
+        return "tool_calls"
+    return FINISH.get(stop or "", stop)
 
 
 def _usage(usage: dict[str, Any]) -> Usage:
@@ -145,25 +156,39 @@ def _usage(usage: dict[str, Any]) -> Usage:
 class _StreamState:
     """Messages stream events → text deltas (tool input JSON deltas in tool mode)."""
 
-    def __init__(self, where: str, model: str, tool: bool, wrapped: bool) -> None:
+    def __init__(self, where: str, model: str, tool: bool, wrapped: bool,
+                 tool_name: str = "respond") -> None:
         self.where, self.model, self.tool, self.wrapped = where, model, tool, wrapped
+        self.tool_name = tool_name
         self.text: list[str] = []
         self.tool_json: list[str] = []
         self.usage: dict[str, Any] = {}
         self.stop: str | None = None
         self.done = False
+        self.tools = ToolCallAssembler()
+        self.blocks = StreamBlocks()  # thinking, cited text...: kept for response.parts
 
     def feed(self, event: str | None, data: str) -> str | None:
         obj = json.loads(data)
         kind = obj.get("type") or event
         if kind == "content_block_delta":
             delta = obj["delta"]
+            if delta["type"] != "input_json_delta":
+                self.blocks.delta(obj["index"], delta)
             if delta["type"] == "text_delta":
                 self.text.append(delta["text"])
                 return None if self.tool else delta["text"]
-            if delta["type"] == "input_json_delta" and self.tool:
-                self.tool_json.append(delta["partial_json"])
-                return None if self.wrapped else delta["partial_json"]
+            if delta["type"] == "input_json_delta":
+                self.tools.add_arguments(obj["index"], delta["partial_json"])
+                if self.tool and self.tools.name_at(obj["index"]) == self.tool_name:
+                    self.tool_json.append(delta["partial_json"])
+                    return None if self.wrapped else delta["partial_json"]
+        elif kind == "content_block_start":
+            block = obj["content_block"]
+            if block["type"] == "tool_use":
+                self.tools.start(obj["index"], block["id"], block["name"])
+            else:
+                self.blocks.start(obj["index"], block)
         elif kind == "message_start":
             message = obj["message"]
             self.model = message.get("model") or self.model
@@ -194,9 +219,13 @@ class _StreamState:
         return self._answer() if self.tool and (self.wrapped or not self.tool_json) else None
 
     def response(self, headers: dict[str, str]) -> LLMResponse:
+        calls = self.tools.calls(self.tool_name if self.tool else None)
+        answered = self.tools.call_named(self.tool_name) if self.tool else None
+        notes = note(answered.id, answered.name, answered.arguments) if answered is not None else {}
         return LLMResponse(
             text=self._answer(), usage=_usage(self.usage), model=self.model,
-            finish_reason=FINISH.get(self.stop or "", self.stop), headers=headers,
+            finish_reason=_finish(self.stop, calls), headers=headers, tool_calls=calls,
+            parts=self.blocks.parts(), notes=notes,
         )
 
 

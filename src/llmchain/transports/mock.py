@@ -1,27 +1,35 @@
 """An in-process transport with scripted outcomes, for tests, demos and users' own tests.
 
 Each call takes the next entry of the script: a reply text, an ``LLMResponse``, an exception
-to raise, a ``MockReply`` (text or error after a delay), or a callable of the request returning
-any of these. When the script runs out, ``default`` answers (``"echo"`` repeats the last user
-message). In TOML::
+to raise, a ``MockReply`` (text, tool calls or error after a delay), or a callable of the
+request returning any of these. When the script runs out, ``default`` answers (``"echo"``
+repeats the last user message; its images and documents are described, e.g. ``[image/png 34
+KB]``, so a test can see they arrived). In TOML::
 
     [transport]
     use = "mock"
-    replies = ["first answer", { error = "rate_limited", retry_after = 1 }, { text = "{}", delay_s = 0.2 }]
+    replies = ["first answer", { error = "rate_limited", retry_after = 1 }, { text = "{}", delay_s = 0.2 },
+               { tool_calls = [{ name = "get_weather", arguments = { city = "Paris" } }] }]
+
+Scripted tool calls get ids ``call_1``, ``call_2``... unless they name one; arguments may be a
+table (sent as JSON) or the raw JSON text.
 """
 
 from __future__ import annotations
 
 import copy
 import inspect
+import itertools
+import json
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from .._clock import REAL_CLOCK, Clock
+from .._content import content_chars, describe_content
 from .._exceptions import (
     CallError,
     ProviderError,
@@ -29,7 +37,9 @@ from .._exceptions import (
     TimeoutExceeded,
     TransportError,
 )
+from .._media_tokens import part_tokens
 from .._models import LLMRequest, LLMResponse, Usage
+from .._tools import ToolCall
 from ..hookspecs import hookimpl
 
 MockError = Literal["timeout", "rate_limited", "server_error", "overloaded", "reset", "bad_request", "auth"]
@@ -47,6 +57,7 @@ class MockReply:
     input_tokens: int | None = None
     output_tokens: int | None = None
     finish_reason: str = "stop"
+    tool_calls: tuple[ToolCall | Mapping[str, Any], ...] = ()
 
 
 Outcome = str | LLMResponse | BaseException | MockReply | Callable[[LLMRequest], Any]
@@ -98,6 +109,7 @@ class MockTransport:
         self.calls: list[LLMRequest] = []
         self.name = f"mock:{self.options.model}"
         self.closed = False
+        self._call_ids = itertools.count(1)
 
     @classmethod
     def scripted(cls, *outcomes: Outcome, clock: Clock = REAL_CLOCK, **options: Any) -> MockTransport:
@@ -108,6 +120,8 @@ class MockTransport:
     def _from_options(options: Options) -> list[Outcome]:
         out: list[Outcome] = []
         for reply in options.replies:
+            if isinstance(reply, dict) and "tool_calls" in reply:
+                reply = {**reply, "tool_calls": tuple(reply["tool_calls"])}
             out.append(reply if isinstance(reply, str) else MockReply(**reply))
         return out
 
@@ -124,7 +138,7 @@ class MockTransport:
                     self._position = 0
                 return outcome
         if self.options.default == "echo":
-            user = [m.content for m in request.messages if m.role == "user"]
+            user = [describe_content(m.content) for m in request.messages if m.role == "user"]
             return user[-1] if user else ""
         return self.options.default
 
@@ -153,21 +167,37 @@ class MockTransport:
             return self._response(request, outcome, None)
         raise TypeError(f"mock script entry {outcome!r} is not a str, LLMResponse, exception or MockReply")
 
+    def _tool_calls(self, reply: MockReply | None) -> tuple[ToolCall, ...]:
+        calls = []
+        for call in reply.tool_calls if reply else ():
+            if not isinstance(call, ToolCall):
+                args = call.get("arguments", {})
+                call = ToolCall(id=call.get("id") or f"call_{next(self._call_ids)}", name=call["name"],
+                                arguments=args if isinstance(args, str) else json.dumps(args))
+            calls.append(call)
+        return tuple(calls)
+
     def _response(self, request: LLMRequest, text: str, reply: MockReply | None) -> LLMResponse:
-        prompt_chars = sum(len(m.content) for m in request.messages)
+        prompt_chars = sum(content_chars(m.content) for m in request.messages)
+        # images and documents, as a provider would count them
+        media = sum(part_tokens(p, "openai") for m in request.messages
+                    if not isinstance(m.content, str) for p in m.content)
         usage = Usage(
             input_tokens=reply.input_tokens
             if reply and reply.input_tokens is not None
-            else max(1, prompt_chars // 4),
+            else max(1, prompt_chars // 4) + media,
             output_tokens=reply.output_tokens
             if reply and reply.output_tokens is not None
             else max(1, len(text) // 4),
         )
+        calls = self._tool_calls(reply)
+        finish = reply.finish_reason if reply else "stop"
         return LLMResponse(
             text=text,
             usage=usage,
             model=request.model or self.options.model,
-            finish_reason=reply.finish_reason if reply else "stop",
+            finish_reason="tool_calls" if calls and finish == "stop" else finish,
+            tool_calls=calls,
         )
 
     async def aclose(self) -> None:

@@ -23,7 +23,11 @@ like; they differ by ``base_url``, headers and query parameters::
 
 Structured output: with ``request.output_schema`` set, the request carries
 ``response_format: {type: json_schema, ...}`` (or ``json_object`` with ``structured =
-"json_object"``, or nothing with ``"off"``); the JSON arrives as the answer text.
+"json_object"``, or nothing with ``"off"``); the JSON arrives as the answer text. With
+``structured = "tool"`` it is asked for through a forced function call instead (Instructor's
+tools mode, for servers without json_schema): the call's arguments become the answer text.
+
+Messages, parts and tools map onto the API in ``_openai_wire`` (table: docs/content.md).
 """
 
 from __future__ import annotations
@@ -38,9 +42,13 @@ from pydantic import Field
 
 from .._clock import REAL_CLOCK, Clock
 from .._models import LLMRequest, LLMResponse, Usage
+from .._tools import ToolCall
 from ..hookspecs import hookimpl
 from ._http import HTTPOptions, HTTPTransport
 from ._http_errors import error_from_event
+from ._openai_wire import answer_from_openai, messages_to_openai, tool_choice_to_openai, tools_to_openai
+from ._structured_tool import DESCRIPTION, answer_text, note, tool_schema
+from ._tool_stream import ToolCallAssembler
 
 _NAME_OK = re.compile(r"[^a-zA-Z0-9_-]")
 
@@ -59,8 +67,10 @@ class OpenAITransport(HTTPTransport):
         auth_scheme: str = Field("Bearer", description='Prefix of the key in auth_header; "" for none.')
         query: dict[str, str] = Field(
             default_factory=dict, description="Query parameters (Azure: api-version).")
-        structured: Literal["json_schema", "json_object", "off"] = Field(
+        structured: Literal["json_schema", "json_object", "tool", "off"] = Field(
             "json_schema", description="How output_schema is asked for natively.")
+        tool_name: str = Field("respond", pattern=r"^[a-zA-Z0-9_-]{1,64}$",
+                               description='The function structured = "tool" forces.')
         strict: bool = Field(
             False, description="json_schema strict mode (the schema must follow OpenAI's rules).")
         max_tokens_field: Literal["max_tokens", "max_completion_tokens"] = "max_tokens"
@@ -84,10 +94,14 @@ class OpenAITransport(HTTPTransport):
         o = self.options
         body: dict[str, Any] = {
             "model": request.model or o.model,
-            "messages": [{"role": m.role, "content": m.content} if m.name is None
-                         else {"role": m.role, "content": m.content, "name": m.name}
-                         for m in request.messages],
+            "messages": messages_to_openai(request.messages, self.name),
         }
+        if request.tools:
+            body["tools"] = tools_to_openai(request.tools)
+        if request.tool_choice is not None:
+            body["tool_choice"] = tool_choice_to_openai(request.tool_choice)
+        if request.parallel_tool_calls is not None:
+            body["parallel_tool_calls"] = request.parallel_tool_calls
         if request.temperature is not None:
             body["temperature"] = request.temperature
         if request.max_tokens is not None:
@@ -99,7 +113,12 @@ class OpenAITransport(HTTPTransport):
         if request.seed is not None:
             body["seed"] = request.seed
         schema = request.output_schema
-        if schema is not None and o.structured != "off":
+        if schema is not None and o.structured == "tool":
+            params = tool_schema(schema)[0]
+            body["tools"] = [*body.get("tools", ()), {"type": "function", "function": {
+                "name": o.tool_name, "description": DESCRIPTION, "parameters": params}}]
+            body["tool_choice"] = {"type": "function", "function": {"name": o.tool_name}}
+        elif schema is not None and o.structured != "off":
             body["response_format"] = {"type": "json_object"} if o.structured == "json_object" else {
                 "type": "json_schema",
                 "json_schema": {"name": _schema_name(schema), "schema": schema, "strict": o.strict},
@@ -119,24 +138,39 @@ class OpenAITransport(HTTPTransport):
         message = choice["message"]
         usage = data.get("usage") or {}
         notes = {"refusal": message["refusal"]} if message.get("refusal") else {}
+        text, parts, calls = answer_from_openai(message)
+        finish = choice.get("finish_reason")
+        if self._tool_mode(request):
+            text, calls, finish = self._structured(request, text, calls, finish, notes)
         return LLMResponse(
-            text=_text(message.get("content")),
+            text=text, parts=parts, tool_calls=calls,
             usage=Usage(input_tokens=usage.get("prompt_tokens") or 0,
                                         output_tokens=usage.get("completion_tokens") or 0),
             model=data.get("model"),
-            finish_reason=choice.get("finish_reason"),
+            finish_reason=finish,
             headers=headers,
             notes=notes,
         )
 
+    def _tool_mode(self, request: LLMRequest) -> bool:
+        return request.output_schema is not None and self.options.structured == "tool"
+
+    def _structured(self, request: LLMRequest, text: str, calls: tuple[ToolCall, ...], finish: str | None,
+                    notes: dict[str, Any]) -> tuple[str, tuple[ToolCall, ...], str | None]:
+        """The forced function's arguments as the answer text; the call itself as a note."""
+        answer = next((c for c in calls if c.name == self.options.tool_name), None)
+        if answer is None:
+            return text, calls, finish  # the model answered in text: parse/repair judge it
+        notes.update(note(answer.id, answer.name, answer.arguments))
+        rest = tuple(c for c in calls if c is not answer)
+        wrapped = tool_schema(request.output_schema or {})[1]
+        return answer_text(answer.arguments, wrapped), rest, finish if rest else "stop"
+
     def stream_state(self, request: LLMRequest) -> _StreamState:
-        return _StreamState(self.name, request.model or self.options.model)
-
-
-def _text(content: Any) -> str:
-    if content is None or isinstance(content, str):
-        return content or ""
-    return "".join(p.get("text", "") for p in content if isinstance(p, dict))  # content parts
+        state = _StreamState(self.name, request.model or self.options.model)
+        if self._tool_mode(request):
+            state.structured = (self, request)
+        return state
 
 
 def _schema_name(schema: dict[str, Any]) -> str:
@@ -155,6 +189,8 @@ class _StreamState:
         self.finish: str | None = None
         self.usage: dict[str, Any] = {}
         self.done = False
+        self.tools = ToolCallAssembler()
+        self.structured: tuple[OpenAITransport, LLMRequest] | None = None  # structured = "tool"
 
     def feed(self, event: str | None, data: str) -> str | None:
         if data == "[DONE]":
@@ -172,7 +208,10 @@ class _StreamState:
         choice = choices[0]
         if choice.get("finish_reason"):
             self.finish = choice["finish_reason"]
-        text = (choice.get("delta") or {}).get("content")
+        delta = choice.get("delta") or {}
+        if delta.get("tool_calls"):
+            self.tools.openai_deltas(delta["tool_calls"])
+        text = delta.get("content")
         if text:
             self.parts.append(text)
         return text
@@ -181,15 +220,27 @@ class _StreamState:
         # a server that omits [DONE] but said why it stopped has still finished
         return self.done or self.finish is not None
 
+    def _answer(self) -> tuple[str, tuple[ToolCall, ...], str | None, dict[str, Any]]:
+        text, calls, finish = "".join(self.parts), self.tools.calls(), self.finish
+        notes: dict[str, Any] = {}
+        if self.structured is not None:
+            transport, request = self.structured
+            text, calls, finish = transport._structured(request, text, calls, finish, notes)
+        return text, calls, finish, notes
+
     def tail(self) -> str | None:
-        return None
+        """With structured = "tool", the answer held back (it came as call arguments)."""
+        if self.structured is None or not self.tools:
+            return None
+        return self._answer()[0]
 
     def response(self, headers: dict[str, str]) -> LLMResponse:
+        text, calls, finish, notes = self._answer()
         return LLMResponse(
-            text="".join(self.parts),
+            text=text,
             usage=Usage(input_tokens=self.usage.get("prompt_tokens") or 0,
                                         output_tokens=self.usage.get("completion_tokens") or 0),
-            model=self.model, finish_reason=self.finish, headers=headers,
+            model=self.model, finish_reason=finish, headers=headers, tool_calls=calls, notes=notes,
         )
 
 

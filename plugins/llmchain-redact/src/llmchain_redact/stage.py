@@ -16,7 +16,18 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from llmchain import REAL_CLOCK, Clock, LLMRequest, LLMResponse, Next, StreamEnd, StreamEvent, TextDelta
+from llmchain import (
+    REAL_CLOCK,
+    Clock,
+    LLMRequest,
+    LLMResponse,
+    Message,
+    Next,
+    StreamEnd,
+    StreamEvent,
+    TextDelta,
+    TextPart,
+)
 
 from ._detect import BUILTIN_LABELS, LABEL, Detector, Redaction, build_detectors
 
@@ -96,16 +107,27 @@ class RedactMiddleware:
     def redact(self, request: LLMRequest) -> tuple[LLMRequest, Redaction]:
         """The request with PII masked (the same object when there is none), and the mapping."""
         roles = self.options.roles
-        redaction = Redaction(self.options.placeholder, "\n".join(m.content for m in request.messages))
+        texts = [m.text for m in request.messages]
+        texts += [c.arguments for m in request.messages for c in m.tool_calls]
+        redaction = Redaction(self.options.placeholder, "\n".join(texts))
         messages = tuple(
-            m.model_copy(update={"content": redaction.mask(m.content, self._detectors)})
-            if m.role in roles
-            else m
-            for m in request.messages
+            self._masked(m, redaction) if m.role in roles else m for m in request.messages
         )
         if not redaction:
             return request, redaction
         return request.model_copy(update={"messages": messages}), redaction
+
+    def _masked(self, message: Message, redaction: Redaction) -> Message:
+        """Text, text parts and tool-call arguments masked; images and documents as they are."""
+        detectors, content = self._detectors, message.content
+        update: dict[str, Any] = {"content": redaction.mask(content, detectors) if isinstance(content, str)
+                                  else tuple(p.model_copy(update={"text": redaction.mask(p.text, detectors)})
+                                             if isinstance(p, TextPart) else p for p in content)}
+        if message.tool_calls:
+            update["tool_calls"] = tuple(
+                c.model_copy(update={"arguments": redaction.mask(c.arguments, detectors)})
+                for c in message.tool_calls)
+        return message.model_copy(update=update)
 
     async def handle(self, request: LLMRequest, call_next: Next) -> LLMResponse:
         masked, redaction = self.redact(request)
@@ -121,6 +143,10 @@ class RedactMiddleware:
         update: dict[str, Any] = {"notes": {**response.notes, "redacted": redaction.counts()}}
         if self.options.restore:
             update["text"] = redaction.restore(response.text)
+            if response.tool_calls:
+                update["tool_calls"] = tuple(
+                    c.model_copy(update={"arguments": redaction.restore(c.arguments)})
+                    for c in response.tool_calls)
             if response.parsed is not None:
                 update["parsed"] = redaction.restore_value(response.parsed)
         return response.model_copy(update=update)
