@@ -289,3 +289,31 @@ def test_a_finished_stream_leaves_its_connection_for_reuse(fault_server: FaultSe
 
     idle, opened = asyncio.run(main())
     assert idle == 1 and opened == 1  # the body's end had arrived with [DONE]: reused, not closed
+
+
+@pytest.mark.parametrize("kind", ["openai", "anthropic"])
+def test_tool_calls_stream_as_typed_deltas_through_the_chain(make_fault_server: Any, kind: str) -> None:
+    from llmchain import StreamEnd, ToolCall, ToolCallDelta
+
+    server = make_fault_server(tool_calls=[{"name": "get_weather", "arguments": {"city": "Paris"}},
+                                           {"name": "get_time", "arguments": {"zone": "CET"}}])
+
+    async def main() -> tuple[list[Any], LLMResponse | None]:
+        async with chain_for(server, kind, stages=["log", "retry"]) as chain:
+            stream = chain.astream("weather?", tools=[{"name": "get_weather"}, {"name": "get_time"}])
+            return [e async for e in stream.events()], stream.response  # type: ignore[attr-defined]
+
+    events, response = asyncio.run(main())
+    deltas = [e for e in events if isinstance(e, ToolCallDelta)]
+    assert isinstance(events[-1], StreamEnd) and response is not None
+    # the pieces, put together by index, are the calls of the final response
+    assembled: dict[int, list[str]] = {}
+    names: dict[int, str] = {}
+    for d in deltas:
+        if d.name:
+            names[d.index] = d.name
+        assembled.setdefault(d.index, []).append(d.arguments_delta)
+    calls = [(names[i], "".join(assembled[i])) for i in sorted(names)]
+    assert [(c.name, c.arguments) for c in response.tool_calls] == calls
+    assert [c.name for c in response.tool_calls] == ["get_weather", "get_time"]
+    assert all(isinstance(c, ToolCall) for c in response.tool_calls)

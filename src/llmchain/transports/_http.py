@@ -177,7 +177,8 @@ class HTTPTransport:
                             f"JSON of the wrong shape ({type(exc).__name__}: {exc})") from None
 
     async def stream(self, request: LLMRequest) -> AsyncIterator[str | LLMResponse]:
-        """Text deltas as they arrive, then the complete ``LLMResponse`` as the last item."""
+        """Text deltas as they arrive (and typed events: ``ToolCallDelta``), then the complete
+        ``LLMResponse`` as the last item."""
         payload = json.dumps(self.encode(request, True)).encode()
         state = self.stream_state(request)
         async with self._pool.get().stream(payload, self._ids(request)) as answer:
@@ -193,6 +194,11 @@ class HTTPTransport:
                     text = self._feed(state, event, data)
                     if text:
                         yield text
+                    pending = getattr(state, "events", None)  # typed events (tool-call deltas)
+                    if pending:
+                        for item in pending:
+                            yield item
+                        pending.clear()
                     if state.done:
                         break
                 if state.done:
