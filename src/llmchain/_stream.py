@@ -130,11 +130,6 @@ class LLMStream:
                 await closer()
 
 
-def streamed(response: LLMResponse, stream: LLMStream) -> LLMResponse:
-    """``response`` carrying ``stream``."""
-    return copy_with(response, {"stream": stream})
-
-
 _EMPTY = LLMResponse(text="")
 
 

@@ -140,8 +140,9 @@ class _Pump:
             self.loop = asyncio.get_running_loop()
             self.arrived, self.space, self.resume = asyncio.Event(), asyncio.Event(), asyncio.Event()
             self.task = self.loop.create_task(self.run())
-        assert self.arrived is not None and self.resume is not None
+        assert self.arrived is not None and self.resume is not None and self.space is not None
         self.resume.set()  # the consumer has taken everything: the pump may finish the stream
+        self.space.set()  # (and has room: a wake-up from another thread may have been missed)
         while not self.buffer:
             self.arrived.clear()
             await self.arrived.wait()

@@ -336,3 +336,18 @@ def test_the_sync_reader_reads_ahead_at_most_a_window() -> None:
     assert next(stream) == "0 "
     assert len(stream._pump.buffer) <= WINDOW  # bounded: a 10 MB answer is not read ahead whole
     assert "".join(stream) == "".join(f"{i} " for i in range(1, WINDOW * 3))
+
+
+def test_the_sync_stream_from_another_thread_reads_a_long_answer_through_the_window() -> None:
+    import threading
+
+    from llmchain._stream_sync import WINDOW
+
+    clock = FakeClock()
+    words = [f"{i} " for i in range(WINDOW * 5)]
+    chain = Chain(["log"], ScriptedStream(clock, words), clock=clock)
+    got: list[str] = []
+    worker = threading.Thread(target=lambda: got.extend(chain.stream("q")))  # the shared loop thread
+    worker.start()
+    worker.join(30)
+    assert not worker.is_alive() and got == words
