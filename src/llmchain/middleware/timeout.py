@@ -122,7 +122,8 @@ class TimeoutMiddleware:
     async def _stream(self, request: LLMRequest, call_next: Next) -> LLMResponse:
         """A streamed call: ``first_token_s`` (else ``attempt_s``) bounds the wait for the first
         chunk, ``idle_s`` each gap between chunks, ``total_s`` / the deadline the whole stream.
-        The gap and the deadline are enforced where the chunks are read (one timer per chunk)."""
+        The gap and the deadline are enforced where the chunks are read (on the real clock one
+        watchdog timer per stream, not one per chunk)."""
         now = self._clock.now()
         deadline = request.deadline
         if self._total_s is not None and (deadline is None or now + self._total_s < deadline):
