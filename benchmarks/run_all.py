@@ -41,6 +41,7 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
     "goodput": ("bench_goodput.py", "Rate-limiter goodput"),
     "memory": ("bench_memory.py", "Peak memory at 10,000 in-flight requests"),
     "route": ("bench_route.py", "Routing and budgets"),
+    "stream": ("bench_stream.py", "Streaming through the chain"),
 }
 
 

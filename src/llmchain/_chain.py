@@ -22,14 +22,15 @@ from ._events import CallTrace, Observer, current_call
 from ._exceptions import CallError, ConfigError, LLMChainError
 from ._loop import LOOP
 from ._models import PLAIN_PARAMS, LLMRequest, LLMResponse, Message, copy_with, prompt_request
-from ._order import check_order
+from ._order import check_order, stage_roles
 from ._types import Middleware, Transport
 from ._wrap import wrap_foreign
 from .plugins import get_registry
 
 if TYPE_CHECKING:
     from ._embed import EmbeddingOptions, EmbeddingResult
-    from ._streaming import ResponseStream, SyncResponseStream
+    from ._stream_sync import SyncResponseStream
+    from ._streaming import ResponseStream
 
 M = TypeVar("M", bound=BaseModel)
 Prompt = str | LLMRequest | Sequence[Message | Mapping[str, Any]]
@@ -81,7 +82,7 @@ class Chain:
             raise ConfigError(
                 f"{source}: stage name(s) {sorted(duplicates)} used twice; give each a distinct name"
             )
-        check_order([kind for _, kind, _ in named])
+        check_order([stage_roles(stage) for _, _, stage in named])
         self._stages: tuple[tuple[str, str, Middleware], ...] = tuple(named)
         self._observers = tuple(registry.observers) + tuple(observers)
         # computed once: the identity of a built transport does not change
@@ -214,16 +215,20 @@ class Chain:
         return LOOP.run(self.aembed(texts, **params))
 
     def astream(self, prompt: Prompt, **params: Any) -> ResponseStream:
-        """Stream the answer's text chunks; the final LLMResponse is on the iterator's ``.response``."""
-        from ._streaming import astream
+        """Stream the answer through every stage: iterating yields its text chunks as they
+        arrive, ``events()`` the typed events; the final LLMResponse is on ``.response``."""
+        from ._streaming import ResponseStream
 
-        return astream(self, self.build_request(prompt, **params))
+        params["stream"] = True
+        return ResponseStream(self, self._request(prompt, params))
 
     def stream(self, prompt: Prompt, **params: Any) -> SyncResponseStream:
-        """Sync ``astream``: yields text chunks as they arrive."""
-        from ._streaming import stream
+        """Sync ``astream`` (scripts, threads, Jupyter): yields text chunks as they arrive."""
+        from ._stream_sync import SyncResponseStream
+        from ._streaming import ResponseStream
 
-        return stream(self, self.build_request(prompt, **params))
+        params["stream"] = True
+        return SyncResponseStream(ResponseStream(self, self._request(prompt, params)))
 
     async def _run(self, request: LLMRequest) -> LLMResponse:
         clock = self._clock
@@ -251,6 +256,7 @@ class Chain:
                         "max_tokens": request.max_tokens,
                         "top_p": request.top_p,
                         "seed": request.seed,
+                        **({"stream": True} if request.stream else {}),
                     },
                 )
             response = await self._entry(request)
@@ -270,6 +276,10 @@ class Chain:
             raise wrapped from exc
         finally:
             current_call.reset(token)
+        if request.stream:  # the call ends with its stream
+            from ._streaming import streamed_call
+
+            return streamed_call(self, request, response, trace, start)
         update = {
             "attempts": tuple(trace.attempts),
             "latency_s": clock.now() - start,
@@ -282,7 +292,8 @@ class Chain:
         return response
 
     def _end(
-        self, trace: CallTrace, start: float, error: BaseException | None, response: LLMResponse | None = None
+        self, trace: CallTrace, start: float, error: BaseException | None,
+        response: LLMResponse | None = None, stream: bool = False,
     ) -> None:
         if self._observers:
             outcome = (
@@ -296,6 +307,8 @@ class Chain:
                 "latency_s": self._clock.now() - start,
                 "attempts": len(trace.attempts),
             }
+            if stream:
+                data["stream"] = True
             if response is not None:
                 data.update(
                     input_tokens=response.usage.input_tokens,

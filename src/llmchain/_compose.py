@@ -8,14 +8,29 @@ timeout stage. The outermost end (in ``Chain``) normalises errors.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+import contextlib
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from functools import partial
+from typing import Any
 
-from ._clock import Clock
+from ._clock import Clock, RealClock
 from ._events import CallTrace, current_call, emit
-from ._exceptions import CallError, TimeoutExceeded
+from ._exceptions import CallError, StreamInterrupted, TimeoutExceeded
 from ._models import Attempt, LLMRequest, LLMResponse, Outcome, copy_with
 from ._redact import redact, trim
+from ._stream import (
+    STREAM_IDLE_KEY,
+    Finish,
+    LLMStream,
+    StreamEnd,
+    StreamEvent,
+    StreamUsage,
+    TextDelta,
+    replay,
+    stream_default,
+    stream_response,
+)
+from ._stream_deadline import Watchdog, deadline_passed, idle_passed
 from ._types import Middleware, Next, Transport
 from ._wrap import wrap_foreign
 
@@ -42,6 +57,8 @@ class TransportCall:
         started_wall, t0 = clock.wall(), clock.now()
         if trace is not None and trace.observers:
             emit("attempt_start", "transport", attempt=number, served_by=self._served_by(request))
+        if request.stream and getattr(self.transport, "stream", None) is not None:
+            return await self._open_stream(request, trace, number, started_wall, t0)
         try:
             response = await self._send(request, t0)
         except asyncio.CancelledError:
@@ -55,7 +72,101 @@ class TransportCall:
             self.record_attempt(trace, request, number, started_wall, t0, _outcome(wrapped), wrapped)
             raise wrapped from exc
         self.record_attempt(trace, request, number, started_wall, t0, "ok", None)
+        if request.stream:  # a transport that cannot stream: its whole answer, replayed
+            return replay(response, clock.now(), chunk_chars=max(1, len(response.text)))
         return response
+
+    # -- streams --------------------------------------------------------------------------------
+
+    async def _open_stream(self, request: LLMRequest, trace: CallTrace | None, number: int,
+                           started_wall: float, t0: float) -> LLMResponse:
+        """Open the provider's stream and wait for its first event: every failure until then
+        is this attempt's plain error (retry and fallback act on it); later ones interrupt."""
+        source: AsyncIterator[Any] = self.transport.stream(request).__aiter__()  # type: ignore[attr-defined]
+        idle = request.metadata.get(STREAM_IDLE_KEY) if request.metadata else None
+        try:
+            first = await self._pull(source, request, idle, first=True)
+        except StopAsyncIteration:
+            first = None
+        except BaseException as exc:
+            await _close_quietly(source)
+            error = self._failed(exc, trace, request, number, started_wall, t0)
+            if error is None:
+                raise
+            raise error from (exc if error is not exc else exc.__cause__)
+        parts: list[str] = []
+        stream = LLMStream(self._events(source, first, request, idle, trace, number, started_wall, t0,
+                                        parts), opened_at=t0, first_at=self.clock.now(), parts=parts)
+        return stream_response(stream)
+
+    async def _events(self, source: AsyncIterator[Any], item: Any, request: LLMRequest,
+                      idle: float | None, trace: CallTrace | None, number: int, started_wall: float,
+                      t0: float, parts: list[str]) -> AsyncGenerator[StreamEvent, None]:
+        watchdog = None
+        if type(self.clock) is RealClock and (request.deadline is not None or idle is not None):
+            watchdog = Watchdog(self.clock, request.deadline, idle)  # one timer, not one per chunk
+        try:
+            while True:
+                if type(item) is str:
+                    if item:
+                        parts.append(item)
+                        yield TextDelta(item)
+                elif item is None or isinstance(item, LLMResponse):  # the end (None: no final)
+                    final = item if item is not None else LLMResponse(text="".join(parts))
+                    self.record_attempt(trace, request, number, started_wall, t0, "ok", None)
+                    number = 0  # recorded: a close from here on is no cancellation
+                    yield StreamUsage(final.usage)
+                    yield Finish(final.finish_reason)
+                    yield StreamEnd(final)
+                    return
+                else:  # a typed event from a transport that makes its own (tool-call deltas)
+                    yield item
+                try:
+                    if watchdog is not None:
+                        item = await watchdog.pull(source)
+                    else:
+                        item = await self._pull(source, request, idle, first=False)
+                except StopAsyncIteration:
+                    item = None
+        except (GeneratorExit, asyncio.CancelledError):
+            if number:
+                self.record_attempt(trace, request, number, started_wall, t0, "cancelled", None)
+            raise
+        except Exception as exc:
+            error = self._failed(exc, trace, request, number, started_wall, t0)
+            assert error is not None
+            raise StreamInterrupted(
+                f"the stream failed after {len(parts)} chunk(s) had arrived: {error.message}",
+                partial_text="".join(parts), error=error, hint=error.hint) from error
+        finally:
+            if watchdog is not None:
+                watchdog.close()
+            await _close_quietly(source)
+
+    async def _pull(self, source: AsyncIterator[Any], request: LLMRequest, idle: float | None,
+                    first: bool) -> Any:
+        """The next item, within the call's deadline and the idle gap allowed between chunks."""
+        deadline = request.deadline
+        if deadline is None and (idle is None or first):
+            return await source.__anext__()
+        left = float("inf") if deadline is None else deadline - self.clock.now()
+        if left <= 0:
+            raise TimeoutExceeded("the call's deadline passed while streaming", phase="deadline")
+        limit = left if idle is None or first else min(left, idle)
+        try:
+            return await self.clock.wait_for(source.__anext__(), limit)
+        except TimeoutError:
+            raise (idle_passed(limit) if limit < left else deadline_passed()) from None
+
+    def _failed(self, exc: BaseException, trace: CallTrace | None, request: LLMRequest, number: int,
+                started_wall: float, t0: float) -> CallError | None:
+        """Record the attempt that ``exc`` ended; the typed error to raise (None: re-raise)."""
+        if isinstance(exc, asyncio.CancelledError):
+            self.record_attempt(trace, request, number, started_wall, t0, "cancelled", None)
+            return None
+        error = exc if isinstance(exc, CallError) else wrap_foreign(exc, self.transport.name)
+        self.record_attempt(trace, request, number, started_wall, t0, _outcome(error), error)
+        return error
 
     async def _send(self, request: LLMRequest, t0: float) -> LLMResponse:
         if request.deadline is None:
@@ -121,9 +232,23 @@ def _outcome(exc: CallError) -> Outcome:
     return "timeout" if isinstance(exc, TimeoutExceeded) else "error"
 
 
+async def _close_quietly(source: AsyncIterator[Any]) -> None:
+    closer = getattr(source, "aclose", None)
+    if closer is not None:
+        with contextlib.suppress(Exception):  # the stream's own outcome is what gets reported
+            await closer()
+
+
 def compose(stages: Sequence[Middleware], innermost: Next) -> Next:
-    """Nest stages around ``innermost``: ``stages[0]`` is outermost."""
+    """Nest stages around ``innermost``: ``stages[0]`` is outermost.
+
+    A stage that does not declare ``handles_streams = True`` gets the default on streamed calls
+    (``stream_default``): the chunks pass it, and it sees the final response at the end.
+    """
     call = innermost
     for stage in reversed(stages):
-        call = partial(stage.handle, call_next=call)
+        if getattr(stage, "handles_streams", False):
+            call = partial(stage.handle, call_next=call)
+        else:
+            call = partial(stream_default, stage.handle, call_next=call)
     return call

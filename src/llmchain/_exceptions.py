@@ -19,7 +19,8 @@
         │   └── OutputInvalid         .errors (from pydantic / JSON Schema)
         ├── BudgetExceeded            a spend limit is used up; .budget, .spent, .limit, .resets_at
         ├── EmbeddingFailed           some batches of an embed() failed; .failures, .vectors
-        └── GaveUp                    retries / repair / budget exhausted; .errors, __cause__
+        ├── GaveUp                    retries / repair / budget exhausted; .errors, __cause__
+        └── StreamInterrupted         a stream failed after its first chunk; .partial_text, .error
 
 Stages decide what to do by attributes (``retryable``, ``retry_after``), never by which stage
 raised. Foreign errors (httpx, aiohttp, pydantic, redis) are wrapped where first met; the
@@ -333,3 +334,32 @@ class EmbeddingFailed(CallError):
     def details(self) -> list[str]:
         return [f"texts {a}..{b - 1}: {type(e).__name__}: {trim(e.message, 200)}"
                 for a, b, e in self.failures[:10]]
+
+
+class StreamInterrupted(CallError):
+    """A streamed answer failed after part of it had reached the caller.
+
+    Never retried by llmchain (the caller has already shown part of an answer); ``partial_text``
+    is what arrived, ``error`` the failure that cut it (also ``__cause__``), ``attempts`` every
+    attempt made. Its ``status_code`` and ``retryable`` are the cause's, so the caller can
+    decide to ask again.
+    """
+
+    def __init__(self, message: str, *, partial_text: str = "", error: CallError | None = None,
+                 **kw: Any) -> None:
+        super().__init__(message, **kw)
+        self.partial_text = partial_text
+        self.error = error
+        if error is not None and "retryable" not in kw:
+            self.retryable = error.retryable
+            self.retry_after = error.retry_after
+
+    @property
+    def status_code(self) -> int | None:
+        return self.error.status_code if self.error is not None else None
+
+    def details(self) -> list[str]:
+        out = [f"received before the failure: {len(self.partial_text)} chars"]
+        if self.error is not None:
+            out.append(f"cause: {type(self.error).__name__}: {trim(self.error.message, 200)}")
+        return out

@@ -168,6 +168,8 @@ class LLMRequest(_Frozen):
         None, description='"auto", "none", "required" or the name of one tool; None: provider default.')
     parallel_tool_calls: bool | None = Field(
         None, description="Whether the model may ask for several calls at once; None: provider default.")
+    stream: bool = Field(
+        False, description="Answer as a stream: the response's ``stream`` carries the events.")
 
     @field_validator("tools", mode="before")
     @classmethod
@@ -214,6 +216,9 @@ class LLMResponse(_Frozen):
     parts: tuple[Part, ...] = Field(
         (), description="The answer's content parts, in order, when it is more than text "
         "(e.g. a provider's thinking blocks, kept verbatim as RawParts).")
+    stream: Any = Field(
+        None, exclude=True, repr=False,
+        description="For a streamed call on its way out: the ``LLMStream`` of its events.")
 
     @property
     def message(self) -> Message:
@@ -250,7 +255,7 @@ def _check_plain_copies() -> None:
 _check_plain_copies()
 
 #: Call parameters ``prompt_request`` takes without validation (the chain computes them).
-PLAIN_PARAMS = frozenset({"deadline", "timeout_s", "metadata"})
+PLAIN_PARAMS = frozenset({"deadline", "timeout_s", "metadata", "stream"})
 _MESSAGE_FIELDS = ("role", "content", "name", "tool_call_id", "tool_calls")
 _REQUEST_DEFAULTS = {name: field.default for name, field in LLMRequest.model_fields.items()}
 
@@ -268,6 +273,8 @@ def prompt_request(prompt: str, params: dict[str, Any]) -> LLMRequest | None:
     deadline, timeout, metadata = params.get("deadline"), params.get("timeout_s"), params.get("metadata")
     if (deadline is not None and type(deadline) is not float) or (
             timeout is not None and (type(timeout) is not float or not timeout > 0)):
+        return None
+    if "stream" in params and type(params["stream"]) is not bool:
         return None
     if metadata is not None:
         if type(metadata) is not dict or any(type(key) is not str for key in metadata):

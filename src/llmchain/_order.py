@@ -1,12 +1,19 @@
-"""Order hints: known good relative positions of built-in stage types.
+"""Order hints: known good relative positions of stage *roles*.
 
-A config that breaks one gets a warning, never a silent re-sort: the order is the user's.
+A stage declares what it does as data, ``roles = frozenset({"retry"})``; a third-party stage
+that declares the ``retry`` role gets the same hints as the built-in one, and a stage is never
+judged by its name. A config that breaks a hint gets a warning, never a silent re-sort: the
+order is the user's.
 """
 
 from __future__ import annotations
 
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+
+#: The roles llmchain's hints know (a stage may declare others; they get no hints).
+KNOWN_ROLES = frozenset({"cache", "retry", "rate_limit", "repair", "validate", "parse", "fallback",
+                         "log", "circuit_breaker", "timeout", "redact"})
 
 # (outer, inner, why the outer one belongs outside)
 ORDER_RULES: tuple[tuple[str, str, str], ...] = (
@@ -31,11 +38,26 @@ class OrderWarning(UserWarning):
     """Stages are in an order that is probably not what you meant."""
 
 
-def check_order(stage_types: Sequence[str]) -> list[str]:
-    """Return (and warn about) each rule the given order breaks."""
+def stage_roles(stage: object) -> frozenset[str]:
+    """The roles ``stage`` declares (``roles`` attribute); none when it declares none."""
+    roles = getattr(stage, "roles", None)
+    if roles is None:
+        return frozenset()
+    if isinstance(roles, str):
+        return frozenset({roles})
+    return frozenset(roles)
+
+
+def check_order(stage_roles: Sequence[Iterable[str] | str]) -> list[str]:
+    """Return (and warn about) each rule the given order breaks.
+
+    ``stage_roles`` has one entry per stage, outermost first: the roles it declares (a single
+    string is one role).
+    """
     position: dict[str, int] = {}
-    for i, kind in enumerate(stage_types):
-        position.setdefault(kind, i)
+    for i, roles in enumerate(stage_roles):
+        for role in (roles,) if isinstance(roles, str) else roles:
+            position.setdefault(role, i)
     problems = []
     for outer, inner, why in ORDER_RULES:
         if outer in position and inner in position and position[outer] > position[inner]:

@@ -32,3 +32,25 @@ class Transport(Protocol):
     async def send(self, request: LLMRequest) -> LLMResponse: ...
 
     async def aclose(self) -> None: ...
+
+
+@runtime_checkable
+class StreamingStage(Protocol):
+    """The stage contract, streams included (docs/architecture.md, "Streams through the chain").
+
+    * ``roles``: what the stage does, as data (``frozenset({"retry"})``). Order hints and any
+      stream semantics go by roles, never by a stage's name: a replacement retry declaring
+      ``"retry"`` gets the built-in one's warnings.
+    * ``handles_streams = True``: ``handle`` knows that ``request.stream`` may be set, and then
+      gets from ``call_next`` (and returns) a response whose ``stream`` (an ``LLMStream``) holds
+      the events; it may ``pipe`` them through a wrapper of its own. Without it, the chain
+      applies the default: the chunks pass the stage untouched and its ``handle`` gets the
+      *final* response when the stream ends.
+    * ``handle``: as for ``Middleware``. Whatever fails before the first chunk is raised by
+      ``call_next`` as for any call; after it, ``StreamInterrupted``.
+    """
+
+    roles: frozenset[str]
+    handles_streams: bool
+
+    async def handle(self, request: LLMRequest, call_next: Next) -> LLMResponse: ...

@@ -4,12 +4,26 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from collections.abc import AsyncIterator
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-from llmchain import CallError, GaveUp, LLMRequest, LLMResponse, Next, TimeoutExceeded
+from llmchain import (
+    CallError,
+    GaveUp,
+    LLMRequest,
+    LLMResponse,
+    LLMStream,
+    Next,
+    StreamEnd,
+    StreamEvent,
+    TextDelta,
+    TimeoutExceeded,
+    on_final,
+)
 from llmchain._clock import REAL_CLOCK, Clock
+from llmchain._stream import collect, replay
 
 
 class Good:
@@ -203,3 +217,73 @@ class MutableOptions(Good):
 def factory_function(options: Any = None, *, clock: Clock = REAL_CLOCK) -> Good:
     """A plain function can be a stage factory too (no Options: takes no options)."""
     return Good(clock=clock)
+
+
+# -- streams ---------------------------------------------------------------------------------------
+
+
+class BuffersStream(Good):
+    """Reads the whole stream before answering: nothing reaches the caller until it ends."""
+
+    handles_streams = True
+
+    async def handle(self, request: LLMRequest, call_next: Next) -> LLMResponse:
+        response = await call_next(request)
+        if response.stream is None:
+            return response
+        final = await collect(response.stream)
+        return replay(final, self.clock.now())
+
+
+class ChangesFinalText(Good):
+    """Lets the chunks through but ends with a different answer, saying nothing."""
+
+    handles_streams = True
+
+    async def handle(self, request: LLMRequest, call_next: Next) -> LLMResponse:
+        return on_final(await call_next(request), lambda r: r.model_copy(update={"text": "other"}))
+
+
+class DetachesStream(Good):
+    """Wraps the events in a stream of its own that forgets to close the one inside."""
+
+    handles_streams = True
+
+    async def handle(self, request: LLMRequest, call_next: Next) -> LLMResponse:
+        response = await call_next(request)
+        if response.stream is None:
+            return response
+        inner = response.stream
+
+        async def events() -> AsyncIterator[StreamEvent]:
+            async for event in inner:
+                yield event
+
+        return response.model_copy(update={"stream": LLMStream(events(), opened_at=0.0, first_at=0.0)})
+
+
+class SwallowsStreamError(Good):
+    """Ends a broken stream as if it had completed."""
+
+    handles_streams = True
+
+    async def handle(self, request: LLMRequest, call_next: Next) -> LLMResponse:
+        response = await call_next(request)
+        stream = response.stream
+        if stream is None:
+            return response
+
+        def swallow(events: AsyncIterator[StreamEvent]) -> AsyncIterator[StreamEvent]:
+            async def wrapped() -> AsyncIterator[StreamEvent]:
+                text = ""
+                try:
+                    async for event in events:
+                        if isinstance(event, TextDelta):
+                            text += event.text
+                        yield event
+                except CallError:
+                    yield StreamEnd(LLMResponse(text=text))
+            return wrapped()
+
+        stream.pipe(swallow)
+        return response

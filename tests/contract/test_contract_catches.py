@@ -41,6 +41,10 @@ BROKEN: list[tuple[str, Any, str]] = [
     ("sync_async", b.DiffersOffMainThread, "disagree"),
     ("options", b.AcceptsUnknownOptions, "extra='forbid'"),
     ("options", b.MutableOptions, "frozen"),
+    ("stream_passthrough", b.BuffersStream, "buffers the stream"),
+    ("stream_final", b.ChangesFinalText, "does not match the chunks"),
+    ("stream_cancel", b.DetachesStream, "left the source"),
+    ("stream_error", b.SwallowsStreamError, "ended normally"),
 ]
 
 

@@ -14,9 +14,11 @@ from llmchain import (
     CallError,
     Chain,
     Event,
+    GaveUp,
     LLMResponse,
     ProviderError,
     RateLimited,
+    StreamInterrupted,
     TimeoutExceeded,
     TransportError,
 )
@@ -71,7 +73,7 @@ def test_async_stream(fault_server: FaultServer) -> None:
     assert "".join(chunks) == PROMPT and response is not None and response.text == PROMPT
 
 
-def test_retry_before_the_first_chunk_uses_the_retry_stage(fault_server: FaultServer) -> None:
+def test_retry_before_the_first_chunk_goes_through_the_retry_stage(fault_server: FaultServer) -> None:
     fault_server.set_plan(["503", "429:0.05", "ok"])
     clock = FakeClock()
     with chain_for(fault_server, stages=[{"use": "retry", "max_attempts": 3}], clock=clock) as chain:
@@ -91,15 +93,11 @@ def test_no_retry_stage_means_no_retry(fault_server: FaultServer) -> None:
         list(chain.stream(PROMPT))
     assert info.value.status_code == 503 and len(info.value.attempts) == 1
     assert info.value.request_id is not None and info.value.request_summary is not None
-    fault_server.set_plan(["503", "ok"])
-    with chain_for(fault_server, clock=FakeClock()) as chain:
-        stream = chain.stream(PROMPT, metadata={"stream_attempts": 2})
-        assert "".join(stream) == PROMPT
 
 
 def test_retry_gives_up_when_attempts_run_out(fault_server: FaultServer) -> None:
     fault_server.set_plan(["529", "529", "529"])
-    with chain_for(fault_server, stages=["retry"], clock=FakeClock()) as chain, pytest.raises(ProviderError):
+    with chain_for(fault_server, stages=["retry"], clock=FakeClock()) as chain, pytest.raises(GaveUp):
         list(chain.stream(PROMPT))
     assert fault_server.request_count == 3  # the retry stage's default max_attempts
 
@@ -113,8 +111,9 @@ def test_client_errors_are_not_retried(fault_server: FaultServer) -> None:
 
 def test_a_long_retry_after_is_not_waited(fault_server: FaultServer) -> None:
     fault_server.set_plan(["429:120", "ok"])
-    with chain_for(fault_server, stages=["retry"], clock=FakeClock()) as chain, pytest.raises(RateLimited):
+    with chain_for(fault_server, stages=["retry"], clock=FakeClock()) as chain, pytest.raises(GaveUp) as info:
         list(chain.stream(PROMPT))
+    assert isinstance(info.value.__cause__, RateLimited)
     assert fault_server.request_count == 1
 
 
@@ -122,9 +121,10 @@ def test_no_retry_after_the_first_chunk(fault_server: FaultServer) -> None:
     fault_server.set_plan([Fault("stream_error", after_events=4), "ok"])
     received: list[str] = []
     with chain_for(fault_server, "anthropic", stages=["retry"], clock=FakeClock()) as chain, \
-            pytest.raises(ProviderError) as info:
+            pytest.raises(StreamInterrupted) as info:
         received.extend(_until_error(chain.stream(PROMPT), received))
-    assert received == [PROMPT[:16]]
+    assert received == [PROMPT[:16]] and info.value.partial_text == PROMPT[:16]
+    assert isinstance(info.value.error, ProviderError)
     assert info.value.retryable and info.value.status_code == 529
     assert [a.outcome for a in info.value.attempts] == ["error"]
     assert fault_server.request_count == 1
@@ -132,8 +132,9 @@ def test_no_retry_after_the_first_chunk(fault_server: FaultServer) -> None:
 
 def test_a_truncated_stream_is_a_transport_error(fault_server: FaultServer) -> None:
     fault_server.set_plan([Fault("truncated_stream", after_events=4)])
-    with chain_for(fault_server) as chain, pytest.raises(TransportError):
+    with chain_for(fault_server) as chain, pytest.raises(StreamInterrupted) as info:
         list(chain.stream(PROMPT))
+    assert isinstance(info.value.error, TransportError) and "before the answer was complete" in str(info.value)
 
 
 def test_the_deadline_bounds_a_slow_stream(make_fault_server: Any) -> None:
@@ -141,15 +142,17 @@ def test_the_deadline_bounds_a_slow_stream(make_fault_server: Any) -> None:
     with chain_for(server, timeout_s=0.25) as chain:
         stream = chain.stream(PROMPT)
         t0 = time.monotonic()
-        with pytest.raises(TimeoutExceeded) as info:
+        with pytest.raises(StreamInterrupted) as info:
             list(stream)
         assert time.monotonic() - t0 < 0.25 + 0.1
-    assert info.value.phase == "deadline" and not info.value.retryable
+    error = info.value.error
+    assert isinstance(error, TimeoutExceeded) and error.phase == "deadline" and not info.value.retryable
     assert [a.outcome for a in info.value.attempts] == ["timeout"]
     assert 0 < len(stream.text) < len(PROMPT)
 
 
-def test_closing_early_records_a_cancelled_attempt(fault_server: FaultServer) -> None:
+def test_closing_early_records_a_cancelled_attempt(make_fault_server: Any) -> None:
+    fault_server = make_fault_server(stream_interval_s=0.05)  # the rest is still to come
     events: list[Event] = []
     with chain_for(fault_server, observers=[events.append]) as chain:
         with chain.stream(PROMPT) as stream:
@@ -201,3 +204,116 @@ def test_cancelling_the_consumer_stops_the_stream(make_fault_server: Any) -> Non
             assert stream.response is None  # type: ignore[attr-defined]
 
     asyncio.run(main())
+
+
+def _sse(*events: str) -> bytes:
+    return "".join(f"data: {e}\n\n" for e in events).encode()
+
+
+CHUNK = '{"choices": [{"index": 0, "delta": {"content": "%s"}}]}'
+
+
+def test_a_malformed_event_is_a_typed_error_before_and_after_the_first_chunk(fault_server: FaultServer) -> None:
+    fault_server.set_plan([
+        Fault(raw=_sse("{not json"), content_type="text/event-stream"),
+        Fault(raw=_sse(CHUNK % "first", '{"choices": "wrong"}'), content_type="text/event-stream"),
+    ])
+    with chain_for(fault_server) as chain:
+        with pytest.raises(ProviderError) as before:  # nothing reached the caller: the plain error
+            list(chain.stream(PROMPT))
+        seen: list[str] = []
+        with pytest.raises(StreamInterrupted) as after:
+            _until_error(chain.stream(PROMPT), seen)
+    assert "stream event" in before.value.message and not before.value.retryable
+    assert seen == ["first"] and after.value.partial_text == "first"
+    assert isinstance(after.value.error, ProviderError) and "wrong shape" in after.value.error.message
+
+
+def test_an_error_event_before_the_first_chunk_is_retried(fault_server: FaultServer) -> None:
+    fault_server.set_plan([Fault("stream_error", after_events=0), "ok"])
+    with chain_for(fault_server, "anthropic", stages=["retry"], clock=FakeClock()) as chain:
+        assert "".join(chain.stream(PROMPT)) == PROMPT
+    assert fault_server.request_count == 2
+
+
+def test_an_abandoned_async_stream_is_closed_and_logged_cancelled(
+        make_fault_server: Any, caplog: pytest.LogCaptureFixture) -> None:
+    import gc
+    import logging
+
+    server = make_fault_server(stream_interval_s=0.05)
+    caplog.set_level(logging.INFO, logger="llmchain")
+
+    async def main() -> None:
+        async with chain_for(server, stages=[{"use": "log", "handler": "none"}]) as chain:
+            stream = chain.astream(PROMPT)
+            async for _ in stream:
+                break  # `async for` does not close what it iterates: dropping it must
+            del stream
+            gc.collect()
+            for _ in range(20):  # the loop's finaliser closes the dropped generators
+                await asyncio.sleep(0)
+            assert chain.complete("still usable").text == "still usable"
+
+    asyncio.run(main())
+    outcomes = [r.outcome for r in caplog.records if getattr(r, "event", "") == "llm.call"]  # type: ignore[attr-defined]
+    assert outcomes[0] == "cancelled"
+
+
+def test_the_idle_gap_bounds_a_stalled_stream_on_the_real_clock(make_fault_server: Any) -> None:
+    server = make_fault_server(stream_interval_s=0.3)  # a chunk every 0.3 s
+    stages = ["retry", {"use": "timeout", "idle_s": 0.1}]
+    with chain_for(server, stages=stages, timeout_s=30.0) as chain, \
+            pytest.raises(StreamInterrupted) as info:
+        list(chain.stream(PROMPT))
+    error = info.value.error
+    assert isinstance(error, TimeoutExceeded) and "idle_s" in error.message
+    assert info.value.partial_text == PROMPT[:16] and server.request_count == 1
+    assert [a.outcome for a in info.value.attempts] == ["timeout"]
+
+
+
+def test_a_finished_stream_leaves_its_connection_for_reuse(fault_server: FaultServer) -> None:
+    from llmchain.transports._h1_pool import H1Pool
+
+    async def main() -> tuple[int, int]:
+        transport = make("openai", fault_server, http_client="h1")
+        async with Chain([], transport) as chain:
+            idle = []
+            for _ in range(2):
+                assert "".join([c async for c in chain.astream(PROMPT)]) == PROMPT
+                pool = transport._pool.get()
+                assert isinstance(pool, H1Pool)
+                idle.append(len(pool._idle))
+            return idle[0], pool._open
+
+    idle, opened = asyncio.run(main())
+    assert idle == 1 and opened == 1  # the body's end had arrived with [DONE]: reused, not closed
+
+
+@pytest.mark.parametrize("kind", ["openai", "anthropic"])
+def test_tool_calls_stream_as_typed_deltas_through_the_chain(make_fault_server: Any, kind: str) -> None:
+    from llmchain import StreamEnd, ToolCall, ToolCallDelta
+
+    server = make_fault_server(tool_calls=[{"name": "get_weather", "arguments": {"city": "Paris"}},
+                                           {"name": "get_time", "arguments": {"zone": "CET"}}])
+
+    async def main() -> tuple[list[Any], LLMResponse | None]:
+        async with chain_for(server, kind, stages=["log", "retry"]) as chain:
+            stream = chain.astream("weather?", tools=[{"name": "get_weather"}, {"name": "get_time"}])
+            return [e async for e in stream.events()], stream.response  # type: ignore[attr-defined]
+
+    events, response = asyncio.run(main())
+    deltas = [e for e in events if isinstance(e, ToolCallDelta)]
+    assert isinstance(events[-1], StreamEnd) and response is not None
+    # the pieces, put together by index, are the calls of the final response
+    assembled: dict[int, list[str]] = {}
+    names: dict[int, str] = {}
+    for d in deltas:
+        if d.name:
+            names[d.index] = d.name
+        assembled.setdefault(d.index, []).append(d.arguments_delta)
+    calls = [(names[i], "".join(assembled[i])) for i in sorted(names)]
+    assert [(c.name, c.arguments) for c in response.tool_calls] == calls
+    assert [c.name for c in response.tool_calls] == ["get_weather", "get_time"]
+    assert all(isinstance(c, ToolCall) for c in response.tool_calls)

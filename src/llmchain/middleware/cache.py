@@ -6,6 +6,11 @@ answer whose ``parsed`` is missing (validation did not run or failed), never one
 a secret into the store. The key (see ``_cache_key``) covers transport identity, model,
 messages, generation parameters, output schema, namespace and format version.
 
+Streamed calls: a completed stream is stored (the final response, as for any call); a hit is
+replayed as a stream, in chunks, so the caller's code is the same; an aborted or failed stream
+is never stored; identical concurrent streamed calls coalesce and the followers receive the
+leader's answer replayed when its stream completes.
+
 Per-call control, through ``request.metadata``:
 
 * ``{"cache": "bypass"}``: neither read nor write (status ``bypass``);
@@ -23,6 +28,7 @@ import asyncio
 import json
 import logging
 from collections.abc import Callable
+from functools import partial
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -32,6 +38,7 @@ from .._events import current_call, emit
 from .._exceptions import CacheMiss, ConfigError
 from .._models import CacheInfo, LLMRequest, LLMResponse, copy_with
 from .._redact import contains_secret, redact, trim
+from .._stream import at_end, on_final, on_final_async, replay
 from .._types import Next
 from ..hookspecs import hookimpl
 from ..stores._shared import DistributedFlight, store_address
@@ -51,6 +58,10 @@ class CacheMiddleware:
     concurrent requests (single-flight)."""
 
     kind = "cache"
+    #: What this stage does, as data: order hints and other stages go by roles, never by names.
+    roles = frozenset({"cache"})
+    #: Streamed calls pass through ``handle`` like any other (see docs/stages/cache.md, "Streams").
+    handles_streams = True
     #: Asks the chain to put ``transport.identity()`` in ``request.metadata["llmchain.transport"]``.
     needs_transport_identity = True
 
@@ -102,6 +113,12 @@ class CacheMiddleware:
     # -- the stage --------------------------------------------------------------------------------
 
     async def handle(self, request: LLMRequest, call_next: Next) -> LLMResponse:
+        if request.stream:  # hits and coalesced answers are replayed as a stream
+            response = await self._handle(request, call_next)
+            return response if response.stream is not None else replay(response, self._clock.now())
+        return await self._handle(request, call_next)
+
+    async def _handle(self, request: LLMRequest, call_next: Next) -> LLMResponse:
         meta = request.metadata
         mode = meta.get("cache", "default") if meta else "default"
         if not isinstance(mode, str) or mode not in MODES:
@@ -110,13 +127,13 @@ class CacheMiddleware:
         if ttl is not None and (isinstance(ttl, bool) or not isinstance(ttl, (int, float)) or ttl <= 0):
             raise ConfigError(f"metadata cache_ttl_s={ttl!r} must be a number of seconds > 0")
         if mode == "bypass":
-            return copy_with(await call_next(request), {"cache": _BYPASS})
+            return on_final(await call_next(request), partial(_with_info, info=_BYPASS))
         if request.embed_input is not None:  # one entry per text
             from ._embed_cache import embed_with_cache
 
             return await embed_with_cache(self, request, call_next, mode)
         if not self._policy_allows(request):
-            return copy_with(await call_next(request), {"cache": _OFF})
+            return on_final(await call_next(request), partial(_with_info, info=_OFF))
         key = cache_key(request, self.options.namespace)
         if mode != "refresh":
             entry = await self._get(key, request)
@@ -131,6 +148,8 @@ class CacheMiddleware:
         status: Literal["miss", "refresh"] = "refresh" if mode == "refresh" else "miss"
         if not self.options.single_flight:
             response = await call_next(request)
+            if response.stream is not None:
+                return on_final_async(response, partial(self._store_stream, key, request, status))
             await self._put(key, request, *self._entry_value(request, response))
             return copy_with(response, {"cache": CacheInfo(status=status, key=key)})
         while True:
@@ -147,6 +166,7 @@ class CacheMiddleware:
     async def _lead(self, key: str, flight: Flight[Shared], request: LLMRequest, call_next: Next,
                     status: Literal["miss", "refresh"]) -> LLMResponse:
         lease = None
+        streaming = False
         try:
             if status == "miss":  # another flight may have stored it since our lookup
                 entry = await self._get(key, request)
@@ -161,14 +181,47 @@ class CacheMiddleware:
             except BaseException as exc:
                 self.flights.fail(flight, exc if self._shareable(exc, request) else LeaderAbandoned())
                 raise
+            if response.stream is not None:  # the flight lands when the stream ends
+                streaming = True
+                return self._lead_stream(key, flight, request, status, response, lease)
             value, reason = self._entry_value(request, response)
             self.flights.resolve(flight, (response, value))  # waiters go on; we store meanwhile
             await self._put(key, request, value, reason)
             return copy_with(response, {"cache": CacheInfo(status=status, key=key)})
         finally:
-            self.flights.leave(key, flight)
-            if lease is not None and self._remote is not None:
-                await self._remote.release(lease)
+            if not streaming:
+                await self._land(key, flight, lease)
+
+    async def _land(self, key: str, flight: Flight[Shared], lease: Any) -> None:
+        self.flights.leave(key, flight)
+        if lease is not None and self._remote is not None:
+            await self._remote.release(lease)
+
+    def _lead_stream(self, key: str, flight: Flight[Shared], request: LLMRequest,
+                     status: Literal["miss", "refresh"], response: LLMResponse, lease: Any) -> LLMResponse:
+        """A streamed miss: chunks go to the caller as they come; only a completed stream is
+        stored and handed to the followers (who replay it); a failed or closed one never is."""
+        async def ended(final: LLMResponse) -> LLMResponse:
+            try:
+                value, reason = self._entry_value(request, final)
+                self.flights.resolve(flight, (final, value))
+                await self._put(key, request, value, reason)
+            finally:
+                await self._land(key, flight, lease)
+            return copy_with(final, {"cache": CacheInfo(status=status, key=key)})
+
+        async def failed(error: BaseException | None) -> None:
+            shareable = error is not None and self._shareable(error, request)
+            self.flights.fail(flight, error if shareable and error is not None else LeaderAbandoned())
+            await self._land(key, flight, lease)
+
+        response.stream.pipe(lambda events: at_end(events, ended, failed))
+        return response
+
+    async def _store_stream(self, key: str, request: LLMRequest, status: Literal["miss", "refresh"],
+                            final: LLMResponse) -> LLMResponse:
+        await self._put(key, request, *self._entry_value(request, final))
+        return copy_with(final, {"cache": CacheInfo(status=status, key=key)})
 
     def _shareable(self, exc: BaseException, request: LLMRequest) -> bool:
         """Whether waiters should get the leader's error (not if it was the leader's own end)."""
@@ -295,6 +348,10 @@ class CacheMiddleware:
 
     def __repr__(self) -> str:
         return f"CacheMiddleware(store={self.store!r}, in_flight={self.flights.in_flight()})"
+
+
+def _with_info(response: LLMResponse, info: CacheInfo) -> LLMResponse:
+    return copy_with(response, {"cache": info})
 
 
 @hookimpl

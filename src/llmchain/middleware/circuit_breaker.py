@@ -10,7 +10,9 @@ success closes the breaker, its failure opens it again.
 Failures are what says the backend is unhealthy: connect errors, resets, timeouts, 5xx and
 unreadable answers. A 429 (our quota, not their health), a cancelled call or a ``CircuitOpen``
 from further in count as nothing; other 4xx and output errors mean the backend answered, so
-they count as successes.
+they count as successes. A streamed call is recorded when its stream ends: completed is a
+success, an error mid-stream (``StreamInterrupted``) a failure, a stream the caller closed
+early nothing.
 """
 
 from __future__ import annotations
@@ -30,9 +32,11 @@ from .._exceptions import (
     ProviderError,
     RateLimited,
     StoreUnavailable,
+    StreamInterrupted,
     TransportError,
 )
 from .._models import LLMRequest, LLMResponse
+from .._stream import at_end
 from .._types import Next
 from ..hookspecs import hookimpl
 from ..policies.breaker import BreakerConfig, Permit
@@ -43,6 +47,8 @@ from ..stores.memory import MemoryBreakerStore
 
 def counts_as_failure(error: CallError) -> bool | None:
     """True: the backend looks unhealthy; False: it answered; None: says nothing."""
+    if isinstance(error, StreamInterrupted):
+        return True  # it broke mid-answer: whatever the cause, the backend did not deliver
     if isinstance(error, GaveUp) and error.errors:
         error = error.errors[-1]
     if isinstance(error, (RateLimited, CircuitOpen, StoreUnavailable)):
@@ -61,6 +67,10 @@ class CircuitBreakerMiddleware:
     """Fail fast while the backend behind this stage keeps failing."""
 
     name = kind = "circuit_breaker"
+    #: What this stage does, as data: order hints and other stages go by roles, never by names.
+    roles = frozenset({"circuit_breaker"})
+    #: Streamed calls pass through ``handle`` like any other (see docs/stages/circuit_breaker.md, "Streams").
+    handles_streams = True
 
     class Options(SharedStateOptions):
 
@@ -117,11 +127,25 @@ class CircuitBreakerMiddleware:
         except (asyncio.CancelledError, Exception):
             await self._record(key, permit, None)
             raise
+        if response.stream is not None:  # the outcome is known when the stream ends
+            return self._at_stream_end(key, permit, response)
         if memory is not None:
             if memory.record_now(key, clock.now(), permit, False, config) is not None:
                 emit("breaker_state", "circuit_breaker", key=key, state="closed")
         else:
             await self._record(key, permit, False)
+        return response
+
+    def _at_stream_end(self, key: str, permit: Permit, response: LLMResponse) -> LLMResponse:
+        async def ended(final: LLMResponse) -> LLMResponse:
+            await self._record(key, permit, False)
+            return final
+
+        async def failed(error: BaseException | None) -> None:
+            verdict = counts_as_failure(error) if isinstance(error, CallError) else None
+            await self._record(key, permit, verdict)
+
+        response.stream.pipe(lambda events: at_end(events, ended, failed))
         return response
 
     async def _record(self, key: str, permit: Permit, failed: bool | None) -> None:

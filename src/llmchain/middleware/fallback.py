@@ -18,6 +18,7 @@ alternative fails, ``GaveUp`` carries each error; a non-matching error is raised
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from functools import partial
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -36,6 +37,7 @@ from .._exceptions import (
     TransportError,
 )
 from .._models import LLMRequest, LLMResponse
+from .._stream import on_final
 from .._types import Middleware, Next, Transport
 from ..hookspecs import hookimpl
 
@@ -99,6 +101,10 @@ class FallbackMiddleware:
     """Route to alternative models or transports when the primary fails in listed ways."""
 
     name = kind = "fallback"
+    #: What this stage does, as data: order hints and other stages go by roles, never by names.
+    roles = frozenset({"fallback"})
+    #: Streamed calls pass through ``handle`` like any other (see docs/stages/fallback.md, "Streams").
+    handles_streams = True
 
     class Options(BaseModel):
         model_config = ConfigDict(frozen=True, extra="forbid")
@@ -160,10 +166,7 @@ class FallbackMiddleware:
                 errors.append(exc)
                 skipped.append(f"{label}: {type(exc).__name__}")
                 continue
-            served = route.label or _served_by(_base_label(response, route), route.model)
-            notes = {**response.notes, "fallback": {"position": position, "served_by": served,
-                                                    "failed": skipped}}
-            return response.model_copy(update={"served_by": served, "notes": notes})
+            return on_final(response, partial(_mark, route=route, position=position, skipped=skipped))
         if len(errors) == 1:
             raise error  # no time left to try anything else: the primary's error says most
         last = errors[-1]
@@ -179,6 +182,14 @@ class FallbackMiddleware:
         for route in self._routes:
             if route.transport is not None and route.entry is not None:
                 await route.transport.aclose()
+
+
+def _mark(response: LLMResponse, *, route: _Route, position: int, skipped: list[str]) -> LLMResponse:
+    """The answer an alternative gave, saying which one (a stream: its final response)."""
+    served = route.label or _served_by(_base_label(response, route), route.model)
+    notes = {**response.notes, "fallback": {"position": position, "served_by": served,
+                                            "failed": skipped}}
+    return response.model_copy(update={"served_by": served, "notes": notes})
 
 
 def _base_label(response: LLMResponse, route: _Route) -> str | None:

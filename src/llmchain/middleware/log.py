@@ -11,7 +11,10 @@ trace), so only chains that have a log stage produce these lines and its options
 Records are plain ``logging`` records with fields in ``extra``: any JSON formatter renders them;
 ``setup_json_logging()`` installs python-json-logger's with a redacting filter. Every text field
 is redacted before it is logged; bodies (prompt, answer) only with ``include_bodies``, trimmed.
-When the logger would drop the line nothing is formatted. The stage also fills
+When the logger would drop the line nothing is formatted. A streamed call gets its one line when
+the stream ends, fails or is cancelled (``outcome = "cancelled"`` when the caller stopped
+early), with ``stream``, ``ttft_ms`` (time to first token), ``duration_ms`` and
+``tokens_per_s``. The stage also fills
 ``Usage.cost_usd`` from a price table (``prices`` overrides it); a cache hit costs 0.
 """
 
@@ -41,6 +44,7 @@ from .._redact import (
     register_secret,
     trim,
 )
+from .._stream import at_end, on_final
 from .._types import Next
 from ..hookspecs import hookimpl
 from ._prices import PriceTable
@@ -85,6 +89,10 @@ class LogMiddleware:
     """Log one JSON-ready summary line per call (and DEBUG lines per event); fill the cost."""
 
     kind = "log"
+    #: What this stage does, as data: order hints and other stages go by roles, never by names.
+    roles = frozenset({"log"})
+    #: Streamed calls pass through ``handle`` like any other (see docs/stages/log.md, "Streams").
+    handles_streams = True
 
     class Options(BaseModel):
         model_config = ConfigDict(frozen=True, extra="forbid")
@@ -122,7 +130,7 @@ class LogMiddleware:
     async def handle(self, request: LLMRequest, call_next: Next) -> LLMResponse:
         log = self._logger
         if not log.isEnabledFor(self._min_level):
-            return self._with_cost(await call_next(request))
+            return on_final(await call_next(request), self._with_cost)
         t0 = self._clock.now()
         trace = current_call.get()
         saved = None
@@ -132,13 +140,42 @@ class LogMiddleware:
         try:
             response = await call_next(request)
         except BaseException as exc:
-            self._summary(request, None, exc, t0, trace)
-            raise
-        finally:
             if trace is not None and saved is not None:
                 trace.observers = saved  # this call's events no longer reach the stage
+            self._summary(request, None, exc, t0, trace)
+            raise
+        if response.stream is not None:  # one line when the stream ends, fails or is cancelled
+            return self._at_stream_end(request, response, t0, trace, saved)
+        if trace is not None and saved is not None:
+            trace.observers = saved
         response = self._with_cost(response)
         self._summary(request, response, None, t0, trace)
+        return response
+
+    def _at_stream_end(self, request: LLMRequest, response: LLMResponse, t0: float,
+                       trace: CallTrace | None, saved: tuple[Any, ...] | None) -> LLMResponse:
+        stream = response.stream
+
+        def timing() -> dict[str, Any]:
+            now = self._clock.now()
+            return {"stream": True, "ttft_ms": round((stream.first_at - t0) * 1000, 1),
+                    "duration_ms": round((now - t0) * 1000, 1), "_t_first": stream.first_at, "_now": now}
+
+        def restore() -> None:
+            if trace is not None and saved is not None:
+                trace.observers = saved
+
+        async def ended(final: LLMResponse) -> LLMResponse:
+            restore()
+            final = self._with_cost(final)
+            self._summary(request, final, None, t0, trace, timing())
+            return final
+
+        async def failed(error: BaseException | None) -> None:
+            restore()
+            self._summary(request, None, error or asyncio.CancelledError(), t0, trace, timing())
+
+        stream.pipe(lambda events: at_end(events, ended, failed))
         return response
 
     def _with_cost(self, response: LLMResponse) -> LLMResponse:
@@ -156,7 +193,7 @@ class LogMiddleware:
         return copy_with(response, {"usage": copy_with(usage, {"cost_usd": cost})})
 
     def _summary(self, request: LLMRequest, response: LLMResponse | None, error: BaseException | None,
-                 t0: float, trace: CallTrace | None) -> None:
+                 t0: float, trace: CallTrace | None, streamed: dict[str, Any] | None = None) -> None:
         level = self._ok_level if error is None else self._error_level
         log = self._logger
         if not log.isEnabledFor(level):
@@ -198,6 +235,9 @@ class LogMiddleware:
             if isinstance(error, CallError):
                 _error_details(error, fields)
             message = f"llm call {outcome}: {fields['error_type']} after {latency_ms:.0f} ms"
+        if streamed is not None:
+            _stream_fields(fields, streamed, response)
+            message = message.replace("llm call", "llm stream", 1)
         if self.options.include_bodies:
             limit = self.options.body_max_chars
             prompt = "\n".join(f"{m.role}: {m.content}" if type(m.content) is str and not m.tool_calls
@@ -236,6 +276,19 @@ def _call_site(frame: Any) -> tuple[str, int, str]:
     global _CALL_SITE
     _CALL_SITE = (frame.f_code.co_filename, frame.f_lineno, frame.f_code.co_name)
     return _CALL_SITE
+
+
+def _stream_fields(fields: dict[str, Any], timing: dict[str, Any], response: LLMResponse | None) -> None:
+    """A streamed call's line: time to first token, duration, and output tokens per second
+    after the first token (the generation speed the caller saw)."""
+    fields["stream"] = True
+    fields["ttft_ms"] = timing["ttft_ms"]
+    fields["duration_ms"] = timing["duration_ms"]
+    generating = timing["_now"] - timing["_t_first"]
+    tokens = response.usage.output_tokens if response is not None else 0
+    replayed = response is not None and response.cache is not None and response.cache.status == "hit"
+    fields["tokens_per_s"] = (round(tokens / generating, 1) if tokens and generating > 0 and not replayed
+                              else None)  # a replayed cache hit says nothing of the model's speed
 
 
 def _error_details(error: CallError, fields: dict[str, Any]) -> None:

@@ -2,12 +2,14 @@
 
 It acts only on calls that ask for structured output (``output_type`` or ``output_schema`` on
 the request) unless ``always = true``; other calls pass through at the cost of two attribute
-reads. An answer a transport already parsed (native structured output) is left alone.
+reads. Streamed structured calls get a ``PartialObject`` event (the best-effort value of the
+JSON so far) after each chunk that changes it, and the whole answer is parsed at the end. An
+answer a transport already parsed (native structured output) is left alone.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import AsyncGenerator, Callable
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -16,6 +18,8 @@ from .._clock import REAL_CLOCK, Clock
 from .._exceptions import ParseError
 from .._json_extract import extract_json
 from .._models import LLMRequest, LLMResponse, copy_with
+from .._partial_json import partial_json
+from .._stream import Events, PartialObject, StreamEnd, StreamEvent, TextDelta
 from .._structured import expected_kind, remember
 from .._types import Next
 from ..hookspecs import hookimpl
@@ -30,6 +34,10 @@ class ParseMiddleware:
     """Parse the answer text as JSON on the way back; raise ParseError if there is none."""
 
     name = kind = "parse"
+    #: What this stage does, as data: order hints and other stages go by roles, never by names.
+    roles = frozenset({"parse"})
+    #: Streamed calls pass through ``handle`` like any other (see docs/stages/parse.md, "Streams").
+    handles_streams = True
 
     class Options(BaseModel):
         model_config = ConfigDict(frozen=True, extra="forbid")
@@ -58,6 +66,12 @@ class ParseMiddleware:
                 request.embed_input is not None):  # embeddings pass through untouched
             return await call_next(request)
         response = await call_next(request)
+        if response.stream is not None:
+            response.stream.pipe(lambda events: self._stream(events, request))
+            return response
+        return self._parsed(response, request)
+
+    def _parsed(self, response: LLMResponse, request: LLMRequest) -> LLMResponse:
         if response.parsed is not None:  # the transport used native structured output
             return response
         try:
@@ -68,6 +82,26 @@ class ParseMiddleware:
             remember(exc, response=response)
             raise
         return copy_with(response, {"parsed": value})
+
+    async def _stream(self, events: Events, request: LLMRequest) -> AsyncGenerator[StreamEvent, None]:
+        """Chunks pass at once; after each, the JSON so far as a ``PartialObject`` when it has
+        changed; at the end the whole answer is parsed as for any call. Holds the text received
+        (structured answers only)."""
+        parts: list[str] = []
+        last: Any = None
+        try:
+            async for event in events:
+                if type(event) is StreamEnd:
+                    event = StreamEnd(self._parsed(event.response, request))
+                yield event
+                if type(event) is TextDelta:
+                    parts.append(event.text)
+                    value = partial_json("".join(parts))
+                    if value is not None and value != last:
+                        last = value
+                        yield PartialObject(value)
+        finally:
+            await events.aclose()  # type: ignore[attr-defined]
 
     def __repr__(self) -> str:
         return f"ParseMiddleware(mode={self._mode!r}, always={self._always})"

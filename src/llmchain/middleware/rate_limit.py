@@ -4,7 +4,8 @@ Before each call the stage books a slot in a sliding-window log (``policies.admi
 one request and its estimated tokens (prompt estimate + ``max_tokens``); callers then sleep
 until their slot, in the order they booked, holding no lock. A slot later than the call's
 deadline is refused at once with ``RateLimited`` (``retry_after`` = the wait needed). After the
-call the booking is corrected to the real usage. The stage adapts to the provider: a 429 pauses
+call the booking is corrected to the real usage (a stream: booked when it starts, corrected
+from the final usage when it ends). The stage adapts to the provider: a 429 pauses
 every caller of that key for ``Retry-After`` (or ``pause_s``); ``x-ratelimit-remaining-*`` /
 ``anthropic-ratelimit-*-remaining`` headers at zero pause callers until enough capacity is
 back, and the provider's reported limits lower the configured ones. State lives behind a
@@ -14,6 +15,7 @@ back, and the provider's reported limits lower the configured ones. State lives 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from functools import partial
 from typing import Any, Literal
 
 from pydantic import Field
@@ -22,6 +24,7 @@ from .._clock import REAL_CLOCK, Clock, time_left
 from .._events import emit
 from .._exceptions import RateLimited
 from .._models import LLMRequest, LLMResponse
+from .._stream import on_final_async
 from .._tokens import get_estimator
 from .._types import Next
 from ..hookspecs import hookimpl
@@ -61,6 +64,10 @@ class RateLimitMiddleware:
     """Keep calls within requests- and tokens-per-minute limits, waiting in FIFO order."""
 
     name = kind = "rate_limit"
+    #: What this stage does, as data: order hints and other stages go by roles, never by names.
+    roles = frozenset({"rate_limit"})
+    #: Streamed calls pass through ``handle`` like any other (see docs/stages/rate_limit.md, "Streams").
+    handles_streams = True
 
     class Options(SharedStateOptions):
 
@@ -136,6 +143,8 @@ class RateLimitMiddleware:
                 wait = exc.retry_after if exc.retry_after is not None else (refill or self.options.pause_s)
                 await self._pause(key, wait, "provider_429")
             raise
+        if response.stream is not None:  # booked now; reconciled when the stream ends
+            return on_final_async(response, partial(self._stream_end, key, ticket, tokens))
         if tokens and ticket is not None:
             actual = response.usage.total_tokens
             if actual > 0 and actual != tokens:
@@ -143,6 +152,20 @@ class RateLimitMiddleware:
                     self._memory.reconcile_now(key, ticket, requests=1, tokens=actual)
                 else:
                     await self.store.reconcile(key, ticket, requests=1, tokens=actual)
+        if self._adaptive and response.headers:
+            pause = self._adapt(key, response.headers, tokens)
+            if pause > 0:
+                await self._pause(key, pause, "provider_remaining")
+        return response
+
+    async def _stream_end(self, key: str, ticket: object, tokens: int, response: LLMResponse) -> LLMResponse:
+        """A streamed call's end: correct the booking to the final usage, follow the headers."""
+        actual = response.usage.total_tokens
+        if tokens and ticket is not None and actual > 0 and actual != tokens:
+            try:
+                await self.store.reconcile(key, ticket, requests=1, tokens=actual)
+            except Exception:  # a store failure must not fail an answer already received
+                emit("store_unavailable", "rate_limit", key=key, operation="reconcile")
         if self._adaptive and response.headers:
             pause = self._adapt(key, response.headers, tokens)
             if pause > 0:

@@ -19,7 +19,7 @@ Only output errors are handled; transport, provider and rate-limit errors pass t
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncGenerator, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -30,9 +30,10 @@ from .._content import content_chars
 from .._events import emit
 from .._exceptions import ConfigError, GaveUp, OutputError, OutputInvalid, ParseError
 from .._json_fix import json_repair_available, repair_json_text, repair_region
-from .._models import LLMRequest, LLMResponse, Message
+from .._models import LLMRequest, LLMResponse, Message, copy_with
 from .._redact import trim
 from .._schema import OutputSchema, SchemaMismatch
+from .._stream import Events, Replaced, StreamEnd, StreamEvent
 from .._structured import expected_kind, invalid_error, resolve_schema, response_of, schema_of
 from .._tool_check import STRUCTURED_NOTE, structured_reask_messages, tool_errors, tool_reask_messages
 from .._types import Next
@@ -76,6 +77,10 @@ class RepairMiddleware:
     """Repair unusable structured answers: locally first, then by re-asking, then GaveUp."""
 
     name = kind = "repair"
+    #: What this stage does, as data: order hints and other stages go by roles, never by names.
+    roles = frozenset({"repair"})
+    #: Streamed calls pass through ``handle`` like any other (see docs/stages/repair.md, "Streams").
+    handles_streams = True
 
     class Options(BaseModel):
         model_config = ConfigDict(frozen=True, extra="forbid")
@@ -118,12 +123,32 @@ class RepairMiddleware:
 
     async def handle(self, request: LLMRequest, call_next: Next) -> LLMResponse:
         try:
-            return await call_next(request)
+            response = await call_next(request)
         except OutputError as exc:
             if request.embed_input is not None:  # nothing to re-ask for: embeddings pass through
                 raise
             error = exc
+        else:
+            if response.stream is not None:
+                response.stream.pipe(lambda events: self._stream(events, request, call_next))
+            return response
         return await self._climb(request, call_next, error)
+
+    async def _stream(self, events: Events, request: LLMRequest,
+                      call_next: Next) -> AsyncGenerator[StreamEvent, None]:
+        """A streamed answer rejected at its end climbs the usual ladder (re-asks are not
+        streamed); the caller then gets ``Replaced`` with the answer that replaces the chunks."""
+        try:
+            async for event in events:
+                yield event
+            return
+        except OutputError as exc:
+            error = exc
+        finally:
+            await events.aclose()  # type: ignore[attr-defined]
+        fixed = await self._climb(copy_with(request, {"stream": False}), call_next, error)
+        yield Replaced(fixed, "repair: " + str(fixed.notes.get("repaired", "the answer was fixed")))
+        yield StreamEnd(fixed)
 
     async def _climb(self, request: LLMRequest, call_next: Next, error: OutputError) -> LLMResponse:
         ladder = _Ladder()

@@ -43,6 +43,10 @@ class RetryMiddleware:
     """Retry transient failures of everything inside this stage."""
 
     name = kind = "retry"
+    #: What this stage does, as data: order hints and other stages go by roles, never by names.
+    roles = frozenset({"retry"})
+    #: Streamed calls pass through ``handle`` like any other (see docs/stages/retry.md, "Streams").
+    handles_streams = True
 
     class Options(BaseModel):
         model_config = ConfigDict(frozen=True, extra="forbid")

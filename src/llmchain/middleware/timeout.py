@@ -8,6 +8,12 @@ it, and the stage cancels whatever is still running when it passes: the transpor
 connection and ``TimeoutExceeded`` is raised, ``phase="attempt"`` (retryable) when the attempt
 limit ran out, ``phase="deadline"`` (not retryable) when the call's time is up.
 
+Streams: ``first_token_s`` (else ``attempt_s``) bounds each attempt's wait for its first chunk
+(``phase="attempt"``, retryable: nothing reached the caller yet); ``idle_s`` bounds every gap
+between two chunks and ``total_s`` / the call's deadline the whole stream; a limit running out
+after the first chunk ends the stream with ``StreamInterrupted`` (its ``error`` is the
+``TimeoutExceeded``).
+
 The stage's own timer runs on the chain's clock (``Clock.wait_for``), so a ``FakeClock`` fires
 it without real waiting. When only the pinned transport call is inside (the stage is
 innermost, as recommended) and the clock is real, that call already cancels the send at the
@@ -25,6 +31,7 @@ from .._clock import REAL_CLOCK, Clock, RealClock
 from .._compose import TransportCall
 from .._exceptions import TimeoutExceeded
 from .._models import LLMRequest, LLMResponse, copy_with
+from .._stream import STREAM_IDLE_KEY
 from .._types import Next
 from ..hookspecs import hookimpl
 
@@ -39,6 +46,10 @@ class TimeoutMiddleware:
     """Cancel whatever runs inside this stage when its time is up."""
 
     name = kind = "timeout"
+    #: What this stage does, as data: order hints and other stages go by roles, never by names.
+    roles = frozenset({"timeout"})
+    #: Streamed calls pass through ``handle`` like any other (see docs/stages/timeout.md, "Streams").
+    handles_streams = True
 
     class Options(BaseModel):
         model_config = ConfigDict(frozen=True, extra="forbid")
@@ -54,6 +65,17 @@ class TimeoutMiddleware:
                         "enters this stage; None keeps the chain's timeout_s.",
         )
 
+        first_token_s: float | None = Field(
+            None, gt=0,
+            description="Streams: longest wait for the first chunk of each attempt (retryable, "
+                        "like attempt_s); None: attempt_s, else only the deadline, bounds it.",
+        )
+        idle_s: float | None = Field(
+            None, gt=0,
+            description="Streams: longest gap allowed between two chunks; None: only the "
+                        "deadline bounds a stalled stream.",
+        )
+
     def __init__(self, options: Options | None = None, *, clock: Clock = REAL_CLOCK) -> None:
         self.options = options or self.Options()
         self._clock = clock
@@ -64,6 +86,8 @@ class TimeoutMiddleware:
         self._real = isinstance(clock, RealClock)
 
     async def handle(self, request: LLMRequest, call_next: Next) -> LLMResponse:
+        if request.stream:
+            return await self._stream(request, call_next)
         now = self._clock.now()
         deadline = request.deadline
         phase = "deadline"
@@ -95,7 +119,44 @@ class TimeoutMiddleware:
             raise
 
 
+    async def _stream(self, request: LLMRequest, call_next: Next) -> LLMResponse:
+        """A streamed call: ``first_token_s`` (else ``attempt_s``) bounds the wait for the first
+        chunk, ``idle_s`` each gap between chunks, ``total_s`` / the deadline the whole stream.
+        The gap and the deadline are enforced where the chunks are read (on the real clock one
+        watchdog timer per stream, not one per chunk)."""
+        now = self._clock.now()
+        deadline = request.deadline
+        if self._total_s is not None and (deadline is None or now + self._total_s < deadline):
+            deadline = now + self._total_s
+        update: dict[str, Any] = {}
+        if deadline != request.deadline:
+            update["deadline"] = deadline
+        idle = self.options.idle_s
+        if idle is not None:
+            update["metadata"] = {**request.metadata, STREAM_IDLE_KEY: idle}
+        if update:
+            request = copy_with(request, update)
+        first = self.options.first_token_s or self._attempt_s
+        left = None if deadline is None else deadline - now
+        if left is not None and left <= 0:
+            raise TimeoutExceeded("the call's deadline passed before it reached the timeout stage",
+                                  phase="deadline", hint=_HINTS["deadline"])
+        limit, phase = left, "deadline"
+        if first is not None and (limit is None or first < limit):
+            limit, phase = first, "first_token"
+        if limit is None:
+            return await call_next(request)
+        try:
+            response: LLMResponse = await self._wait_for(call_next(request), limit)
+            return response
+        except TimeoutError:
+            raise _expired(phase, limit) from None
+
+
 def _expired(phase: str, limit: float) -> TimeoutExceeded:
+    if phase == "first_token":
+        return TimeoutExceeded(f"no first chunk within {limit:g}s (first_token_s / attempt_s); the "
+                               "attempt was cancelled", phase="attempt", hint=_HINTS["attempt"])
     if phase == "attempt":
         message = f"the attempt took longer than attempt_s={limit:g}s and was cancelled"
     else:

@@ -29,6 +29,7 @@ from .._schema import (
     schema_for_json,
     schema_for_type,
 )
+from .._stream import at_end
 from .._structured import check_value, remember, resolve_schema
 from .._tool_check import check_tool_calls
 from .._types import Next
@@ -39,6 +40,10 @@ class ValidateMiddleware:
     """Validate ``response.parsed`` (or the answer text) against the call's schema."""
 
     name = kind = "validate"
+    #: What this stage does, as data: order hints and other stages go by roles, never by names.
+    roles = frozenset({"validate"})
+    #: Streamed calls pass through ``handle`` like any other (see docs/stages/validate.md, "Streams").
+    handles_streams = True
 
     class Options(BaseModel):
         model_config = ConfigDict(frozen=True, extra="forbid")
@@ -119,7 +124,21 @@ class ValidateMiddleware:
         except OutputError as exc:
             remember(exc, schema=schema)
             raise
+        if response.stream is not None:  # validated when the stream ends
+            return self._at_stream_end(response, schema)
         return _validated(response, schema)
+
+    @staticmethod
+    def _at_stream_end(response: LLMResponse, schema: OutputSchema) -> LLMResponse:
+        async def ended(final: LLMResponse) -> LLMResponse:
+            return _validated(final, schema)
+
+        async def failed(error: BaseException | None) -> None:
+            if isinstance(error, OutputError):
+                remember(error, schema=schema)
+
+        response.stream.pipe(lambda events: at_end(events, ended, failed))
+        return response
 
     def __repr__(self) -> str:
         return f"ValidateMiddleware(schema={self._own!r})"

@@ -30,7 +30,7 @@ from ._wire import (
 from ._wire_tools import make_calls
 
 Headers = list[tuple[str, str]]
-_SLOW = frozenset({"hang_before_headers", "hang_after_headers", "trickle"})
+_SLOW = frozenset({"hang_before_headers", "hang_after_headers", "trickle", "hold_after_end"})
 _NOT_JSON = b"<html><head><title>502 Bad Gateway</title></head><body>upstream error</body></html>"
 _BAD_SHAPE = b'{"object": "list", "data": [], "note": "this is not a completion"}'
 _NOT_JSON_TEXT = 'Sure! Here is the JSON you asked for: {"answer": 42'
@@ -151,6 +151,10 @@ class Responder:
         head, parts = self._parts(api, ask, fault, text, keep_alive, headers)
         conn.write(head)
         if kind == "hang_after_headers":
+            await asyncio.sleep(fault.hang_s)
+            conn.close()
+        elif kind == "hold_after_end":  # every event and the end marker, but not the body's end
+            conn.write(b"".join(parts[:-1]))
             await asyncio.sleep(fault.hang_s)
             conn.close()
         elif kind == "trickle":

@@ -38,6 +38,12 @@ from ._contract_flow import (
 )
 from ._contract_harness import ContractViolation, StageUnderTest, validate_annotations
 from ._contract_runtime import check_deadline, check_options, check_sync_async
+from ._contract_stream import (
+    check_stream_cancel,
+    check_stream_error,
+    check_stream_final,
+    check_stream_passthrough,
+)
 
 __all__ = [
     "CLAUSES",
@@ -84,6 +90,22 @@ CLAUSES: Mapping[str, tuple[str, Callable[[StageUnderTest], None]]] = {
     "options": (
         "rejects unknown options (ConfigError from config, ValidationError in code); Options is frozen",
         check_options,
+    ),
+    "stream_passthrough": (
+        "on a streamed call, the chunks pass through in order and unbuffered",
+        check_stream_passthrough,
+    ),
+    "stream_final": (
+        "on a streamed call, the final response matches the chunks and is the inner one",
+        check_stream_final,
+    ),
+    "stream_cancel": (
+        "closing a stream mid-way closes it down to the source (the connection), raising nothing",
+        check_stream_cancel,
+    ),
+    "stream_error": (
+        "a failure mid-stream surfaces as the typed error (StreamInterrupted), or a CallError wrapping it",
+        check_stream_error,
     ),
 }
 
@@ -240,3 +262,15 @@ class MiddlewareContract:
 
     def test_options(self) -> None:
         self.check("options")
+
+    def test_stream_passthrough(self) -> None:
+        self.check("stream_passthrough")
+
+    def test_stream_final(self) -> None:
+        self.check("stream_final")
+
+    def test_stream_cancel(self) -> None:
+        self.check("stream_cancel")
+
+    def test_stream_error(self) -> None:
+        self.check("stream_error")

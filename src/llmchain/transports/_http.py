@@ -10,6 +10,8 @@ per request of ``_h1``.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import os
 from collections.abc import AsyncIterator, Mapping
@@ -88,6 +90,17 @@ def read_secret(env: str, what: str) -> str | None:
     return value
 
 
+async def _finish_if_arrived(chunks: AsyncIterator[bytes]) -> None:
+    """Read the rest of a body only as far as it has already arrived; never wait for more."""
+    timeout = getattr(asyncio, "timeout", None)  # Python 3.11+; before: the connection closes
+    if timeout is None:
+        return
+    with contextlib.suppress(Exception):  # TimeoutError: more was due; any error: not reusable
+        async with timeout(0):  # fires at the next loop turn: only what needs no waiting runs
+            async for _ in chunks:
+                pass
+
+
 def _keep(headers: Mapping[str, str]) -> dict[str, str]:
     """The response headers worth keeping (engines give names in lower case)."""
     return {name: value for name, value in headers.items()
@@ -164,7 +177,8 @@ class HTTPTransport:
                             f"JSON of the wrong shape ({type(exc).__name__}: {exc})") from None
 
     async def stream(self, request: LLMRequest) -> AsyncIterator[str | LLMResponse]:
-        """Text deltas as they arrive, then the complete ``LLMResponse`` as the last item."""
+        """Text deltas as they arrive (and typed events: ``ToolCallDelta``), then the complete
+        ``LLMResponse`` as the last item."""
         payload = json.dumps(self.encode(request, True)).encode()
         state = self.stream_state(request)
         async with self._pool.get().stream(payload, self._ids(request)) as answer:
@@ -174,13 +188,26 @@ class HTTPTransport:
             if answer.content_type != "text/event-stream":
                 raise self._not_a_stream(answer.status, answer.content_type, await answer.read())
             decoder = SSEDecoder()
-            async for chunk in answer.iter_chunks():
+            chunks = answer.iter_chunks()
+            async for chunk in chunks:
                 for event, data in decoder.feed(chunk):
-                    if state.done:
-                        continue  # read to the end, so the connection can be reused
                     text = self._feed(state, event, data)
                     if text:
                         yield text
+                    pending = getattr(state, "events", None)  # typed events (tool-call deltas)
+                    if pending:
+                        for item in pending:
+                            yield item
+                        pending.clear()
+                    if state.done:
+                        break
+                if state.done:
+                    # the provider's end marker ([DONE], message_stop): the answer is complete.
+                    # Stop reading now (a server may keep the connection open after it): the
+                    # body's end is taken only if it has already arrived, so the connection is
+                    # reused; else leaving the block closes it.
+                    await _finish_if_arrived(chunks)
+                    break
         if not state.finished():
             raise TransportError(f"{self.name}: the stream ended before the answer was complete",
                                  hint="the connection was cut; a retry usually succeeds")

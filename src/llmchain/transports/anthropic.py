@@ -26,6 +26,7 @@ from pydantic import Field
 
 from .._clock import REAL_CLOCK, Clock
 from .._models import LLMRequest, LLMResponse, Usage
+from .._stream import ToolCallDelta
 from ..hookspecs import hookimpl
 from ._anthropic_wire import (
     answer_from_anthropic,
@@ -167,6 +168,7 @@ class _StreamState:
         self.done = False
         self.tools = ToolCallAssembler()
         self.blocks = StreamBlocks()  # thinking, cited text...: kept for response.parts
+        self.events: list[ToolCallDelta] = []  # tool-call pieces, streamed as events
 
     def feed(self, event: str | None, data: str) -> str | None:
         obj = json.loads(data)
@@ -183,10 +185,13 @@ class _StreamState:
                 if self.tool and self.tools.name_at(obj["index"]) == self.tool_name:
                     self.tool_json.append(delta["partial_json"])
                     return None if self.wrapped else delta["partial_json"]
+                self.events.append(ToolCallDelta(index=obj["index"], arguments_delta=delta["partial_json"]))
         elif kind == "content_block_start":
             block = obj["content_block"]
             if block["type"] == "tool_use":
                 self.tools.start(obj["index"], block["id"], block["name"])
+                if not (self.tool and block["name"] == self.tool_name):  # tool mode: it is the answer
+                    self.events.append(ToolCallDelta(index=obj["index"], id=block["id"], name=block["name"]))
             else:
                 self.blocks.start(obj["index"], block)
         elif kind == "message_start":

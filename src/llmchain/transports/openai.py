@@ -46,6 +46,7 @@ from pydantic import Field
 
 from .._clock import REAL_CLOCK, Clock
 from .._models import LLMRequest, LLMResponse, Usage
+from .._stream import ToolCallDelta
 from .._tools import ToolCall
 from ..hookspecs import hookimpl
 from ._http import HTTPOptions, HTTPTransport, _keep
@@ -237,6 +238,7 @@ class _StreamState:
         self.done = False
         self.tools = ToolCallAssembler()
         self.structured: tuple[OpenAITransport, LLMRequest] | None = None  # structured = "tool"
+        self.events: list[ToolCallDelta] = []  # tool-call pieces, streamed as events
 
     def feed(self, event: str | None, data: str) -> str | None:
         if data == "[DONE]":
@@ -257,6 +259,8 @@ class _StreamState:
         delta = choice.get("delta") or {}
         if delta.get("tool_calls"):
             self.tools.openai_deltas(delta["tool_calls"])
+            if self.structured is None:  # in structured = "tool" mode the call is the answer
+                self.events.extend(_tool_deltas(delta["tool_calls"]))
         text = delta.get("content")
         if text:
             self.parts.append(text)
@@ -288,6 +292,15 @@ class _StreamState:
                                         output_tokens=self.usage.get("completion_tokens") or 0),
             model=self.model, finish_reason=finish, headers=headers, tool_calls=calls, notes=notes,
         )
+
+
+def _tool_deltas(deltas: list[dict[str, Any]]) -> list[ToolCallDelta]:
+    out = []
+    for delta in deltas:
+        fn = delta.get("function") or {}
+        out.append(ToolCallDelta(index=delta.get("index", 0), id=delta.get("id") or None,
+                                 name=fn.get("name") or None, arguments_delta=fn.get("arguments") or ""))
+    return out
 
 
 @hookimpl

@@ -5,16 +5,29 @@ match becomes a placeholder such as ``<EMAIL_1>`` (the same value gets the same 
 throughout the call). When the answer repeats a placeholder, ``restore`` puts the original back
 in ``response.text`` (and in ``response.parsed``). ``response.notes["redacted"]`` counts what was
 masked per label, never the values. A request with nothing to mask passes through untouched.
+Streamed answers are restored chunk by chunk, a placeholder split across chunks included.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from llmchain import REAL_CLOCK, Clock, LLMRequest, LLMResponse, Message, Next, TextPart
+from llmchain import (
+    REAL_CLOCK,
+    Clock,
+    LLMRequest,
+    LLMResponse,
+    Message,
+    Next,
+    StreamEnd,
+    StreamEvent,
+    TextDelta,
+    TextPart,
+)
 
 from ._detect import BUILTIN_LABELS, LABEL, Detector, Redaction, build_detectors
 
@@ -23,6 +36,10 @@ Role = Literal["system", "user", "assistant", "tool"]
 
 class RedactMiddleware:
     """Mask PII in outgoing messages; optionally restore the placeholders in the answer."""
+
+    roles = frozenset({"redact"})
+    #: Streams: placeholders are restored chunk by chunk (see ``_restore_stream``).
+    handles_streams = True
 
     class Options(BaseModel):
         model_config = ConfigDict(frozen=True, extra="forbid")
@@ -117,6 +134,12 @@ class RedactMiddleware:
         if not redaction:
             return await call_next(request)
         response = await call_next(masked)
+        if response.stream is not None:
+            response.stream.pipe(lambda events: self._restore_stream(events, redaction))
+            return response
+        return self._restored(response, redaction)
+
+    def _restored(self, response: LLMResponse, redaction: Redaction) -> LLMResponse:
         update: dict[str, Any] = {"notes": {**response.notes, "redacted": redaction.counts()}}
         if self.options.restore:
             update["text"] = redaction.restore(response.text)
@@ -128,6 +151,42 @@ class RedactMiddleware:
                 update["parsed"] = redaction.restore_value(response.parsed)
         return response.model_copy(update=update)
 
+    async def _restore_stream(self, events: AsyncIterator[StreamEvent],
+                              redaction: Redaction) -> AsyncGenerator[StreamEvent, None]:
+        """Chunks with their placeholders restored. A chunk's tail that could be the start of a
+        placeholder (``<EMA`` of ``<EMAIL_1>``) is held until the next chunk says, so a
+        placeholder split across two chunks is restored whole; the rest goes out at once."""
+        restore = self.options.restore
+        placeholders = tuple(redaction.originals)
+        held = ""
+        try:
+            async for event in events:
+                if type(event) is TextDelta and restore:
+                    text = held + event.text
+                    cut = _release_up_to(text, placeholders)
+                    held = text[cut:]
+                    if cut:
+                        yield TextDelta(redaction.restore(text[:cut]))
+                    continue
+                if type(event) is StreamEnd:
+                    if held:
+                        yield TextDelta(redaction.restore(held))
+                        held = ""
+                    event = StreamEnd(self._restored(event.response, redaction))
+                yield event
+        finally:
+            await events.aclose()  # type: ignore[attr-defined]
+
     def __repr__(self) -> str:
         labels = [d.label for d in self._detectors]
         return f"RedactMiddleware(labels={labels}, restore={self.options.restore})"
+
+
+def _release_up_to(text: str, placeholders: tuple[str, ...]) -> int:
+    """How much of ``text`` can go out: all but its longest suffix that begins a placeholder."""
+    longest = max((len(p) for p in placeholders), default=0)
+    for size in range(min(longest - 1, len(text)), 0, -1):
+        tail = text[-size:]
+        if any(p.startswith(tail) for p in placeholders):
+            return len(text) - size
+    return len(text)
