@@ -69,8 +69,9 @@ class OpenAITransport(HTTPTransport):
 
     options: Options
 
-    def __init__(self, options: Options | None = None, *, clock: Clock = REAL_CLOCK) -> None:
-        super().__init__(options, clock=clock)
+    def __init__(self, options: Options | None = None, *, clock: Clock = REAL_CLOCK,
+                 http_client: Any = None) -> None:
+        super().__init__(options, clock=clock, http_client=http_client)
         if self.options.query:
             self.url += "?" + urlencode(self.options.query)
 
