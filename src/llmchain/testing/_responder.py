@@ -13,6 +13,7 @@ import json
 from typing import Any
 
 from ._fault_plan import Fault
+from ._hostile import HOSTILE, hostile_reply
 from ._http11 import LAST_CHUNK, Connection, Reply, chunk, response_head
 from ._limits import anthropic_headers, openai_headers
 from ._wire import (
@@ -52,6 +53,8 @@ class Responder:
         kind = fault.kind
         if kind in ("reset", "hang_before_headers"):
             return None
+        if kind in HOSTILE:
+            return 200
         if fault.raw is not None:
             return fault.status or 200
         if kind == "rate_limited":
@@ -70,6 +73,8 @@ class Responder:
             text = _NOT_JSON_TEXT
         elif fault.kind == "schema_invalid":
             text = json.dumps(schema_violation(ask.schema or {}))
+        if fault.kind in HOSTILE:
+            return hostile_reply(conn, ask, fault, text, keep_alive)
         paced = ask.stream and self.stream_interval_s > 0
         if fault.delay_s > 0 or fault.kind in _SLOW or paced:
             return self._later(conn, api, ask, fault, text, keep_alive, headers)

@@ -143,6 +143,31 @@ class FaultServer:
         """Use another plan from the next request on (e.g. between test phases)."""
         self._plan = FaultPlan.coerce(plan, self._seed if seed is None else seed)
 
+    @property
+    def open_connections(self) -> int:
+        """Client connections currently open."""
+        return len(self._conns)
+
+    def close_idle(self) -> int:
+        """Close every idle keep-alive connection now, as a server does when its keep-alive
+        timeout runs out (uvicorn: 5 s); returns how many. Thread-safe."""
+        loop = self._loop
+        if loop is None:
+            return 0
+        if loop.is_running() and threading.current_thread() is not self._thread:
+            future = asyncio.run_coroutine_threadsafe(self._close_idle(), loop)
+            return future.result(5)
+        return self._close_idle_now()
+
+    async def _close_idle(self) -> int:
+        return self._close_idle_now()
+
+    def _close_idle_now(self) -> int:
+        idle = [conn for conn in self._conns if conn.idle]
+        for conn in idle:
+            conn.close()
+        return len(idle)
+
     def clear(self) -> None:
         """Forget recorded requests and violations."""
         with self._lock:
