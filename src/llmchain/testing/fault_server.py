@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import ssl
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -69,6 +70,9 @@ class FaultServer:
     structured-output requests (default: a value built from their schema). ``piece_chars``:
     text per stream event; ``stream_interval_s``: pause between stream events. ``api_key``:
     require this key (401 otherwise). ``record=False`` keeps no request records.
+    ``ssl_context``: serve https (for tests of certificates). The server also answers requests
+    in a proxy's absolute form (``POST http://host/v1/chat/completions``), so it can stand in for
+    an HTTP proxy.
     """
 
     def __init__(
@@ -86,6 +90,7 @@ class FaultServer:
         record: bool = True,
         host: str = "127.0.0.1",
         port: int = 0,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         self._seed = seed
         self._plan = FaultPlan.coerce(plan, seed)
@@ -96,6 +101,7 @@ class FaultServer:
         self.api_key = api_key
         self.record = record
         self.host, self.port = host, port
+        self.ssl_context = ssl_context  # serve https with this context (tests of TLS options)
         self._records: list[RecordedRequest] = []
         self._count = 0
         self._lock = threading.Lock()
@@ -108,7 +114,8 @@ class FaultServer:
 
     @property
     def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        scheme = "https" if self.ssl_context is not None else "http"
+        return f"{scheme}://{self.host}:{self.port}"
 
     @property
     def base_url(self) -> str:
@@ -179,7 +186,8 @@ class FaultServer:
     async def _open(self) -> None:
         loop = asyncio.get_running_loop()
         self._server = await loop.create_server(
-            lambda: Connection(self._dispatch, self._conns), self.host, self.port, backlog=2048)
+            lambda: Connection(self._dispatch, self._conns), self.host, self.port, backlog=2048,
+            ssl=self.ssl_context)
         self.port = self._server.sockets[0].getsockname()[1]
 
     async def _shutdown(self) -> None:

@@ -11,6 +11,7 @@ settings (``_tls``) and error outcomes (``_engine_errors``).
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import json
 import os
 import re
@@ -268,11 +269,10 @@ def _check_user_client(client: Any, o: HTTPOptions, kind: str) -> None:
 
 def _proxy_for(url: str, o: HTTPOptions, where: str) -> tuple[str | None, Any]:
     """The aiohttp engine's proxy (and its credentials), resolved once: the explicit ``proxy``,
-    else, with ``trust_env``, HTTP(S)_PROXY / ALL_PROXY / NO_PROXY as httpx and requests read them."""
-    if o.http_client != "aiohttp":
-        return None, None
+    else, with ``trust_env``, HTTP(S)_PROXY / ALL_PROXY / NO_PROXY as httpx and requests read
+    them. A proxy from the environment that the engine cannot use fails the build."""
     if o.proxy is not None:
-        return o.proxy, None
+        return (o.proxy, None) if o.http_client == "aiohttp" else (None, None)
     if not o.trust_env:
         return None, None
     from aiohttp.helpers import get_env_proxy_for_url
@@ -283,6 +283,12 @@ def _proxy_for(url: str, o: HTTPOptions, where: str) -> tuple[str | None, Any]:
     except LookupError:
         return None, None
     scheme = proxy.scheme
+    if o.http_client == "httpx":
+        if scheme.startswith("socks") and importlib.util.find_spec("socksio") is None:
+            raise ConfigError(f"{where}: the proxy from the environment uses {scheme}://, which httpx "
+                              "can use only with socksio installed (pip install 'httpx[socks]'), "
+                              "or set trust_env = false")
+        return None, None  # httpx reads the environment itself (trust_env)
     if scheme not in ("http", "https"):
         raise ConfigError(f"{where}: the proxy from the environment ({proxy.with_password(None)}) "
                           f"uses {scheme}://, which the aiohttp engine cannot use; use an http:// proxy, "
