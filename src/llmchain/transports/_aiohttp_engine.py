@@ -21,6 +21,7 @@ from contextvars import ContextVar
 from typing import Any
 
 import aiohttp
+from yarl import URL
 
 from ._bounds import BodyReader, Caps
 from ._engine_errors import aiohttp_error, is_stale_aiohttp
@@ -48,12 +49,10 @@ class _Connector(aiohttp.TCPConnector):
 
 def _head(resp: aiohttp.ClientResponse, caps: Caps) -> dict[str, str]:
     """Lower-case headers of ``resp``, after checking the head against ``max_head_bytes``."""
-    size, headers = 32, {}
-    for name, value in resp.raw_headers:
-        size += len(name) + len(value) + 4
-        headers[name.decode("latin-1").lower()] = value.decode("latin-1")
-    if size > caps.head:
+    raw = resp.raw_headers
+    if sum(len(name) + len(value) for name, value in raw) + 4 * len(raw) + 32 > caps.head:
         raise caps.too_large("max_head_bytes", caps.head, "the response head")
+    headers = {name.decode("latin-1").lower(): value.decode("latin-1") for name, value in raw}
     caps.check_length(headers.get("content-length"))
     return headers
 
@@ -91,6 +90,7 @@ class AiohttpEngine:
                  keepalive_s: float, ssl_context: ssl.SSLContext | None, proxy: str | None,
                  proxy_auth: aiohttp.BasicAuth | None) -> None:
         self.url, self.where, self.caps = url, where, caps
+        self._url = URL(url)  # parsed once, not by aiohttp on every request
         self.connect_timeout, self.read_timeout = connect_timeout, read_timeout
         self.proxy, self.proxy_auth = proxy, proxy_auth
         connector = _Connector(limit=limit, limit_per_host=limit_per_host, keepalive_timeout=keepalive_s,
@@ -108,10 +108,9 @@ class AiohttpEngine:
 
     async def _send(self, payload: bytes, extra: dict[str, str] | None) -> aiohttp.ClientResponse:
         resent = False
-        while True:
-            _REUSED.set(False)
+        while True:  # (_REUSED is set by every connect: no reset needed before one)
             try:
-                return await self.session.post(self.url, data=payload, headers=extra, proxy=self.proxy,
+                return await self.session.post(self._url, data=payload, headers=extra, proxy=self.proxy,
                                                proxy_auth=self.proxy_auth)
             except _CLIENT_ERRORS as exc:
                 if resent or not (_REUSED.get() and is_stale_aiohttp(exc)):
