@@ -1,16 +1,24 @@
-"""The sync facade's engine: one persistent event loop on a daemon thread, never one per call.
+"""The sync facade's engine: persistent event loops, never one per call.
 
-Every sync call (from the main thread, any other thread, or a thread whose own loop is running,
-as in Jupyter) is submitted to that loop and waited for. The loop runs all the time, so it sees
-a server close an idle keep-alive connection when it happens, and the connection leaves the
-pool before a later call could pick it; a loop driven only during calls would find it there and
-send on it (servers such as uvicorn close idle connections after 5 s). The thread hop this costs
-per call is measured in docs/benchmarks.md. The loop is recreated after ``fork()``.
+* The main thread, when no loop runs in it (a plain script), gets one persistent loop of its
+  own and drives it with ``run_until_complete``: no thread hop, the cheapest sync path.
+* Any other thread, and a thread whose loop is already running (Jupyter), submits the call to
+  one shared loop on a daemon thread and waits for it.
+
+The main thread's loop runs only during calls, so what happened on its sockets in between (a
+server closing an idle keep-alive connection: uvicorn does after 5 s) is still unseen when the
+next call starts, and the pool would hand out the dead connection. So each call first lets the
+loop process its pending events (``_catch_up``: two non-blocking iterations, a few µs), which
+drops such connections; a close that races the request itself is covered by the engines'
+one re-send (docs/transports.md). The per-call cost of both paths is in docs/benchmarks.md.
+
+Both loops are recreated after ``fork()``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import threading
 from collections.abc import Coroutine
@@ -27,6 +35,8 @@ class LoopThread:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._pid = 0
+        self._main_loop: asyncio.AbstractEventLoop | None = None
+        self._main_pid = 0
 
     def loop(self) -> asyncio.AbstractEventLoop:
         loop = self._loop
@@ -52,8 +62,26 @@ class LoopThread:
         return self._thread is not None and threading.current_thread() is self._thread
 
     def run(self, coro: Coroutine[Any, Any, T]) -> T:
-        """Run ``coro`` to completion on the loop thread, blocking this thread."""
+        """Run ``coro`` to completion on a persistent loop, blocking this thread."""
+        if threading.current_thread() is threading.main_thread() and not _loop_running():
+            return self._run_on_main_loop(coro)
         return self.run_in_thread(coro)
+
+    def _run_on_main_loop(self, coro: Coroutine[Any, Any, T]) -> T:
+        loop = self._main_loop
+        if loop is None or loop.is_closed() or self._main_pid != os.getpid():
+            loop = self._main_loop = asyncio.new_event_loop()
+            self._main_pid = os.getpid()
+        _catch_up(loop)
+        task = loop.create_task(coro)
+        try:
+            return loop.run_until_complete(task)
+        except BaseException:
+            if not task.done():  # KeyboardInterrupt: cancel the call, leave the loop reusable
+                task.cancel()
+                with contextlib.suppress(BaseException):
+                    loop.run_until_complete(task)
+            raise
 
     def run_in_thread(self, coro: Coroutine[Any, Any, T]) -> T:
         """Run ``coro`` on the shared loop thread and block this thread until it finishes."""
@@ -69,6 +97,23 @@ class LoopThread:
         except BaseException:
             future.cancel()  # KeyboardInterrupt in the waiting thread: stop the call too
             raise
+
+
+def _catch_up(loop: asyncio.AbstractEventLoop) -> None:
+    """Run ``loop`` through two non-blocking iterations: I/O that arrived while it was stopped
+    (a peer's FIN) is read in the first, the callbacks it schedules (connection_lost) run in the
+    second."""
+    for _ in range(2):
+        loop.call_soon(loop.stop)
+        loop.run_forever()
+
+
+def _loop_running() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
 
 
 LOOP = LoopThread()

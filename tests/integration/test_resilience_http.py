@@ -122,7 +122,7 @@ def test_sync_call_ends_at_its_deadline_against_a_hanging_server(
 
     if where == "main-thread":
         call()
-        loop = LOOP.loop()
+        loop = LOOP._main_loop
     else:
         worker = threading.Thread(target=call)
         worker.start()

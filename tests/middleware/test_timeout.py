@@ -235,8 +235,8 @@ def test_client_does_not_hang_forever_sync(stages: list[Any], where: str) -> Non
         elapsed.append(time.monotonic() - t0)
 
     if where == "main-thread":
-        call()  # on the loop thread too
-        loop = LOOP.loop()
+        call()  # drives the main thread's own persistent loop
+        loop = LOOP._main_loop
     else:
         worker = threading.Thread(target=call)
         worker.start()

@@ -138,7 +138,7 @@ def test_sync_chain_and_async_callers_share_a_transport(fault_server: FaultServe
     worker.start()
     worker.join(5)
     assert results == ["from a thread"]
-    assert len(t._pool) == 1  # every sync call runs on llmchain's one loop thread
+    assert len(t._pool) == 2  # the main thread's loop and llmchain's loop thread
 
     async def in_another_loop() -> str:
         text = (await chain.acomplete("async")).text
