@@ -1,6 +1,6 @@
 """What seeing idle keep-alive closes costs a sync call, for the two designs weighed in issue 15:
 the main thread's own persistent loop (no thread hop) as before, with the catch-up step it now
-takes (``_loop._catch_up``: two non-blocking loop iterations before each call), and the
+takes (``_loop._caught_up``: two non-blocking loop iterations before each call), and the
 alternative of handing every sync call to the always-running loop thread. Same process,
 interleaved rounds, medians.
 
@@ -39,14 +39,13 @@ def main() -> None:
     main_loop = asyncio.new_event_loop()
     chain = Chain([], MockTransport())
 
-    from llmchain._loop import _catch_up
+    from llmchain._loop import _caught_up
 
     def before(coro: Any) -> Any:
         return main_loop.run_until_complete(coro)
 
     def caught_up(coro: Any) -> Any:
-        _catch_up(main_loop)
-        return main_loop.run_until_complete(coro)
+        return main_loop.run_until_complete(_caught_up(coro))
 
     ways = {"main-thread loop, as before issue 15": before,
             "main-thread loop + catch-up (now)": caught_up,

@@ -90,13 +90,20 @@ def test_the_main_threads_loop_sees_closes_that_happened_between_calls() -> None
     import select
     import socket
 
-    from llmchain._loop import _catch_up
+    from llmchain._loop import _caught_up
 
     class Watch(asyncio.Protocol):
         lost = False
+        transport: asyncio.BaseTransport | None = None
+
+        def connection_made(self, transport: asyncio.BaseTransport) -> None:
+            self.transport = transport
 
         def connection_lost(self, exc: Exception | None) -> None:
             self.lost = True
+
+        def transport_closing(self) -> bool:  # what aiohttp's pool checks before reuse
+            return self.lost or (self.transport is not None and self.transport.is_closing())
 
     loop = asyncio.new_event_loop()
     listener = socket.create_server(("127.0.0.1", 0))
@@ -107,8 +114,11 @@ def test_the_main_threads_loop_sees_closes_that_happened_between_calls() -> None
         peer.close()  # the server closes the idle connection while no call runs
         select.select([transport.get_extra_info("socket")], [], [], 5)  # the FIN has arrived
         assert not watch.lost
-        _catch_up(loop)
-        assert watch.lost
+
+        async def first_step_of_a_call() -> bool:
+            return watch.transport_closing()
+
+        assert loop.run_until_complete(_caught_up(first_step_of_a_call()))
     finally:
         listener.close()
         loop.close()
