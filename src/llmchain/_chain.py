@@ -199,7 +199,7 @@ class Chain:
         """Sync ``acomplete_json``."""
         from ._structured import schema_for
 
-        schema_for(schema)  # a wrong schema is said here, before the hop to the loop thread
+        schema_for(schema)  # a wrong schema is said here, before the call is scheduled
         return LOOP.run(self.acomplete_json(prompt, schema=schema, **params))
 
     def astream(self, prompt: Prompt, **params: Any) -> ResponseStream:

@@ -107,7 +107,9 @@ class HTTPTransport:
         if http_client is not None:
             _check_user_client(http_client, o, self.kind)
         self._ssl = ssl_context(o, f"[transport] {self.kind}")
-        self._proxy, self._proxy_auth = _proxy_for(self.url, o, f"[transport] {self.kind}")
+        proxy: tuple[str | None, Any] = (None, None) if http_client is not None else _proxy_for(
+            self.url, o, f"[transport] {self.kind}")  # a user's client brings its own
+        self._proxy, self._proxy_auth = proxy
         self._pool: SessionPool[Engine] = SessionPool(self._new_engine)
 
     # -- what subclasses provide ---------------------------------------------------------------
@@ -211,7 +213,8 @@ class HTTPTransport:
             raise ConfigError(
                 f"{self.name}: the httpx.AsyncClient given as http_client is in use on another event "
                 "loop; an httpx client works on one event loop only. Make all calls from one loop "
-                "(sync calls run on llmchain's own loop thread), or give each loop its own transport")
+                "(sync calls run on llmchain's own loops: the main thread's, or its loop thread for "
+                "other threads), or give each loop its own transport")
 
     def _feed(self, state: StreamState, event: str | None, data: str) -> str | None:
         try:
