@@ -23,6 +23,7 @@ from typing import Any
 import aiohttp
 from yarl import URL
 
+from .._exceptions import LLMChainError
 from ._bounds import BodyReader, Caps
 from ._engine_errors import aiohttp_error, is_stale_aiohttp
 
@@ -148,7 +149,7 @@ class AiohttpEngine:
     async def close(self) -> None:
         await self.session.close()
 
-    def error(self, exc: BaseException, streaming: bool = False) -> Any:
+    def error(self, exc: BaseException, streaming: bool = False) -> LLMChainError:
         return aiohttp_error(exc, where=self.where, url=self.url, caps=self.caps,
                              connect_timeout=self.connect_timeout, read_timeout=self.read_timeout,
                              streaming=streaming)

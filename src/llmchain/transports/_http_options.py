@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Callable
 from typing import Literal
 from urllib.parse import urlsplit
 
@@ -36,10 +37,10 @@ def check_header_value(value: str, field: str) -> None:
                           "which would split the HTTP request; remove it")
 
 
-def check_request_id(value: str) -> None:
+def check_request_id(value: str, field: str = "request_id") -> None:
     """A request id travels as a header: printable ASCII without spaces, at most 200 chars."""
     if type(value) is not str or not _REQUEST_ID.match(value):
-        raise ConfigError(f"request_id {value!r} is not usable as a header value: use 1-200 "
+        raise ConfigError(f"{field} {value!r} is not usable as a header value: use 1-200 "
                           "printable ASCII characters without spaces, CR, LF or NUL")
 
 
@@ -148,10 +149,10 @@ class HTTPOptions(BaseModel):
         return value
 
 
-def _as_value_error(check: object, value: str, field: str) -> str:
+def _as_value_error(check: Callable[[str, str], object], value: str, field: str) -> str:
     """Run a ``check_*`` inside a pydantic validator (which wants ValueError, not ConfigError)."""
     try:
-        check(value, field)  # type: ignore[operator]
+        check(value, field)
     except ConfigError as exc:
         raise ValueError(str(exc)) from None
     return value
