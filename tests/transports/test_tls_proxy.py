@@ -119,6 +119,24 @@ def test_a_users_client_event_hooks_and_mounts_are_used(fault_server: FaultServe
     assert fault_server.requests[-1].headers["x-from-client"] == "yes"
 
 
+def test_a_users_client_mounts_are_used() -> None:
+    seen: list[str] = []
+
+    def provider(request: httpx.Request) -> httpx.Response:
+        seen.append(str(request.url))
+        return httpx.Response(200, json={
+            "model": "m", "usage": {"prompt_tokens": 3, "completion_tokens": 1},
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": "from the mount"},
+                         "finish_reason": "stop"}]})
+
+    client = httpx.AsyncClient(mounts={"https://llm.internal.test": httpx.MockTransport(provider)})
+    t = OpenAITransport(OpenAITransport.Options(base_url="https://llm.internal.test/v1", api_key_env=""),
+                        http_client=client)
+    response = send(t)
+    assert isinstance(response, LLMResponse) and response.text == "from the mount"
+    assert seen == ["https://llm.internal.test/v1/chat/completions"]
+
+
 # -- proxies ----------------------------------------------------------------------------------
 
 @pytest.mark.usefixtures("engine")

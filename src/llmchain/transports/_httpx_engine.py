@@ -68,9 +68,9 @@ class HttpxExchange:
         return await self.engine.body(self.resp, self.headers)
 
     async def iter_chunks(self) -> AsyncIterator[bytes]:
-        reader = BodyReader(self.engine.caps, self.headers.get("content-encoding", ""))
+        reader, chunks = _body_source(self.resp, self.headers, self.engine.caps)
         try:
-            async for chunk in self.resp.aiter_raw():
+            async for chunk in chunks:
                 out = reader.feed(chunk)
                 if out:
                     yield out
@@ -127,9 +127,9 @@ class HttpxEngine:
             await resp.aclose()
 
     async def body(self, resp: httpx.Response, headers: dict[str, str]) -> bytes:
-        reader = BodyReader(self.caps, headers.get("content-encoding", ""))
+        reader, chunks = _body_source(resp, headers, self.caps)
         try:
-            parts = [reader.feed(chunk) async for chunk in resp.aiter_raw()]
+            parts = [reader.feed(chunk) async for chunk in chunks]
         except httpx.HTTPError as exc:
             raise self.error(exc) from exc
         parts.append(reader.finish())
@@ -152,6 +152,19 @@ class HttpxEngine:
         return httpx_error(exc, where=self.where, url=self.url, caps=self.caps,
                            connect_timeout=self.connect_timeout, read_timeout=self.read_timeout,
                            streaming=streaming)
+
+
+def _body_source(resp: httpx.Response, headers: dict[str, str],
+                 caps: Caps) -> tuple[BodyReader, AsyncIterator[bytes]]:
+    """The body's raw bytes and their reader; a body a user's transport already read (an
+    ``httpx.MockTransport``, say) is only available decoded, and is counted as it is."""
+    if resp.is_stream_consumed:
+        return BodyReader(caps, ""), _once(resp.content)
+    return BodyReader(caps, headers.get("content-encoding", "")), resp.aiter_raw()
+
+
+async def _once(data: bytes) -> AsyncIterator[bytes]:
+    yield data
 
 
 def _stale(exc: BaseException) -> bool:
