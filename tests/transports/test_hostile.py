@@ -70,7 +70,7 @@ def test_an_encoding_never_asked_for_is_not_decoded(fault_server: FaultServer) -
 @pytest.mark.parametrize("streaming", [False, True])
 def test_a_body_over_max_body_bytes_is_refused(fault_server: FaultServer, streaming: bool) -> None:
     t = make("openai", fault_server, max_body_bytes=2048)
-    request = ask("x" * 4000, metadata={})
+    request = ask("x" * 4000)
     if streaming:
         async def go() -> BaseException | None:
             try:
