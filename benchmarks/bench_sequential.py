@@ -46,7 +46,7 @@ from common import (
 
 BASELINE = "httpx.Client (sync): baseline"
 FULL = "full default chain, log INFO → NullHandler"
-TARGET = 1.15
+TARGET = 1.0
 
 
 def main(argv: list[str] | None = None) -> Report:
@@ -71,6 +71,8 @@ def main(argv: list[str] | None = None) -> Report:
                           "model": MODEL})
         full = Chain.from_config(full_chain_config(server.base_url))
         wait_tokenizer(full)
+        on_httpx = Chain.from_config(full_chain_config(server.base_url, http_client="httpx"))
+        wait_tokenizer(on_httpx)
 
         def raw_httpx() -> Any:
             r = client.post(server.url, content=prompts.body(), headers=HEADERS)
@@ -94,6 +96,7 @@ def main(argv: list[str] | None = None) -> Report:
             (FULL, logged("null")),
             ("full default chain, log INFO → JSON file", logged("file")),
             ("full default chain, logger at WARNING", logged("off")),
+            ("full default chain, httpx engine, log INFO → NullHandler", _logged(on_httpx, prompts, "null")),
         ]
         assert full.complete("check").text == "check"
         for r in rounds(args.rounds):
@@ -107,6 +110,7 @@ def main(argv: list[str] | None = None) -> Report:
                 samples.add(name, (wall, cpu, (server.cpu_s() - cpu0) / (args.calls + 100) * 1e6))
         configure_log("off")
         full.close()
+        on_httpx.close()
         bare.close()
         sdk.close()
         client.close()
@@ -126,11 +130,18 @@ def main(argv: list[str] | None = None) -> Report:
                       "server CPU µs/call"], rows))
     full_ratio = samples.median(FULL, 0) / base_wall
     cpu_ratio = samples.median(FULL, 1) / base_cpu
-    report.add("", f"Target: full default chain ≤ {TARGET}x raw httpx per sequential call (aim ≤ 1.0x): "
+    report.add("", f"Target: full default chain ≤ {TARGET}x raw httpx per sequential call: "
                f"{full_ratio:.2f}x wall, {cpu_ratio:.2f}x client CPU — {verdict(full_ratio <= TARGET)}.")
     report.data = {"samples": samples.to_json(), "ratio_wall": full_ratio, "ratio_cpu": cpu_ratio}
     report.finish(args)
     return report
+
+
+def _logged(chain: Any, prompts: Counter, mode: str) -> Callable[[], Any]:
+    def run() -> Any:
+        return chain.complete(prompts.next()).text
+    run.log_mode = mode  # type: ignore[attr-defined]
+    return run
 
 
 if __name__ == "__main__":

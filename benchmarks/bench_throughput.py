@@ -2,9 +2,10 @@
 
 One client process, one event loop, ``--requests`` requests shared by C concurrent workers
 against the fault server (its own process): raw aiohttp (the baseline; one ``ClientSession``,
-no connection limit), the openai SDK's ``AsyncOpenAI`` (its defaults), a llmchain ``Chain``
-with no stages, and the full default chain (log INFO → NullHandler, cache missing on every
-call, rate limiter booking every call, limits that never bind). Each contender fills its
+no connection limit), raw ``httpx.AsyncClient``, the openai SDK's ``AsyncOpenAI`` (its
+defaults), a llmchain ``Chain`` with no stages, and the full default chain (log INFO →
+NullHandler, cache missing on every call, rate limiter booking every call, limits that never
+bind), on the default aiohttp engine and on the httpx engine. Each contender fills its
 connection pool first (C calls, not timed). Rounds are interleaved; medians reported; ratios
 against aiohttp measured in the same run. "client CPU" is this process's CPU time per request
 during the timed part; "server CPU" the fault server's.
@@ -49,6 +50,7 @@ from common import (
 BASELINE = "aiohttp (no connection limit): baseline"
 FULL = "full default chain"
 TARGET = 5000.0
+RATIO_TARGET = 0.6  # the full default chain against raw aiohttp, at concurrency 100
 Closer = Callable[[], Awaitable[Any]]
 
 
@@ -67,6 +69,15 @@ async def contenders(base_url: str, url: str, prompts: Counter,
             return json.loads(await r.read())["choices"][0]["message"]["content"]
     out.append((BASELINE, aiohttp_call, session.close))
 
+    import httpx
+
+    client = httpx.AsyncClient(limits=httpx.Limits(max_connections=None, max_keepalive_connections=None))
+
+    async def httpx_call() -> Any:
+        r = await client.post(url, content=prompts.body(), headers=HEADERS)
+        return json.loads(r.content)["choices"][0]["message"]["content"]
+    out.append(("httpx.AsyncClient (no connection limit)", httpx_call, client.aclose))
+
     sdk = openai.AsyncOpenAI(base_url=base_url, api_key="sk-bench")
 
     async def sdk_call() -> Any:
@@ -80,6 +91,9 @@ async def contenders(base_url: str, url: str, prompts: Counter,
     full = Chain.from_config(full_chain_config(base_url))
     wait_tokenizer(full)
     out.append((FULL, lambda: full.acomplete(prompts.next()), full.aclose))
+    on_httpx = Chain.from_config(full_chain_config(base_url, http_client="httpx"))
+    wait_tokenizer(on_httpx)
+    out.append((f"{FULL}, httpx engine", lambda: on_httpx.acomplete(prompts.next()), on_httpx.aclose))
     return [c for c in out if only is None or any(o in c[0] for o in only)]
 
 
@@ -146,6 +160,11 @@ def main(argv: list[str] | None = None) -> Report:
             if c == 100:
                 verdicts.append(f"Target: ≥ {TARGET:,.0f} req/s at concurrency 100 on 2 cores: full "
                                 f"default chain {rps:,.0f} req/s — {verdict(rps >= TARGET)}.")
+                base = f"{BASELINE} @ {c}"
+                if base in samples:
+                    ratio = rps / samples.median(base, 0)
+                    verdicts.append(f"Target: full default chain ≥ {RATIO_TARGET}x raw aiohttp at "
+                                    f"concurrency 100: {ratio:.2f}x — {verdict(ratio >= RATIO_TARGET)}.")
     all_server = sorted(v for vs in server_cpu.values() for v in vs)
     if all_server:
         best = all_server[0]

@@ -6,9 +6,9 @@ measures, in this one run and against that one server:
 * sequential cost per call: wall µs and CPU µs of this process (CPU time is steadier when the
   machine is shared), with raw ``httpx.Client`` (sync) as the baseline;
 * throughput (req/s) at a given concurrency for each async client;
-* the same numbers for llmchain: the ``openai`` transport alone (on its default lean HTTP/1.1
-  engine, and on its aiohttp engine), and a ``Chain`` with no stages around it (``complete()``
-  sync and ``acomplete()`` async).
+* the same numbers for llmchain: the ``openai`` transport alone (on its default aiohttp engine,
+  on its httpx engine, and on a user's own ``httpx.AsyncClient``), and a ``Chain`` with no
+  stages around it (``complete()`` sync and ``acomplete()`` async).
 
 Every measurement runs ``--rounds`` times, interleaved with the others, and the median is
 reported, so that a burst of load from elsewhere on the machine hits every client alike.
@@ -84,11 +84,20 @@ async def async_clients(base_url: str) -> dict[str, tuple[Call, Callable[[], Awa
     openai = OpenAITransport(OpenAITransport.Options(base_url=base_url, api_key_env="", model="bench"))
     chain = Chain([], openai)
     request = LLMRequest(messages=(Message(role="user", content="Say hi"),))
-    out["llmchain OpenAITransport.send"] = (lambda: openai.send(request), openai.aclose)
-    via_aiohttp = OpenAITransport(OpenAITransport.Options(
-        base_url=base_url, api_key_env="", model="bench", http_client="aiohttp"))
-    out["llmchain OpenAITransport.send, aiohttp engine"] = (
-        lambda: via_aiohttp.send(request), via_aiohttp.aclose)
+    out["llmchain OpenAITransport.send (aiohttp engine, default)"] = (
+        lambda: openai.send(request), openai.aclose)
+    via_httpx = OpenAITransport(OpenAITransport.Options(
+        base_url=base_url, api_key_env="", model="bench", http_client="httpx"))
+    out["llmchain OpenAITransport.send, httpx engine"] = (lambda: via_httpx.send(request), via_httpx.aclose)
+    users = httpx.AsyncClient(limits=limits)
+    via_users = OpenAITransport(OpenAITransport.Options(base_url=base_url, api_key_env="", model="bench"),
+                                http_client=users)
+
+    async def close_users() -> None:
+        await via_users.aclose()
+        await users.aclose()
+    out["llmchain OpenAITransport.send, user's httpx.AsyncClient"] = (
+        lambda: via_users.send(request), close_users)
     out["llmchain Chain.acomplete (no stages)"] = (lambda: chain.acomplete("Say hi"), chain.aclose)
     return out
 

@@ -53,7 +53,7 @@ class OutputLog:
     @staticmethod
     def _open_locked(path: Path) -> int:
         try:
-            fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
+            fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o600)  # answers may be private
         except OSError as exc:
             raise BatchError(f"{path}: cannot open the output file: {exc.strerror}") from None
         if not stat.S_ISREG(os.fstat(fd).st_mode):  # a FIFO or device cannot be scanned or truncated
@@ -69,7 +69,9 @@ class OutputLog:
 
     def _scan(self, retry_failed: bool) -> None:
         tmp = self.path.with_name(self.path.name + ".rewrite")
-        keep: IO[bytes] | None = tmp.open("wb") if retry_failed else None
+        keep: IO[bytes] | None = None
+        if retry_failed:
+            keep = os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb")
         try:
             end = self._read_done(keep)
         except BaseException:

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from pydantic import BaseModel, ValidationError
 
 from ._build import StageLike, build_stage, build_transport, format_options, identity_of
+from ._call_checks import check_messages, check_params, check_prompt
 from ._clock import REAL_CLOCK, Clock
 from ._compose import TransportCall, compose
 from ._config import (
@@ -141,12 +142,19 @@ class Chain:
     def build_request(self, prompt: Prompt, **params: Any) -> LLMRequest:
         """The LLMRequest for ``prompt`` and keyword parameters (``system=`` adds a system message).
 
-        The call's deadline is fixed here, from ``timeout_s`` or the chain's default, so that it
-        counts from when the caller asked.
+        The call's deadline is fixed here, from ``timeout_s`` (or ``timeout``, the SDKs'
+        spelling) or the chain's default, so that it counts from when the caller asked. Arguments
+        are checked first (``_call_checks``): a mistake is a ``ConfigError`` naming it.
         """
+        if params:
+            params = check_params(params)
+        if type(prompt) is not str and not isinstance(prompt, LLMRequest):
+            check_prompt(prompt)
         if isinstance(prompt, LLMRequest):
+            check_messages(prompt.messages)
             if prompt.deadline is None and "deadline" not in params:
-                params.update(self._deadline(params.get("timeout_s") or prompt.timeout_s))
+                timeout = params.get("timeout_s")
+                params.update(self._deadline(timeout if timeout is not None else prompt.timeout_s))
             return prompt.model_copy(update=params) if params else prompt
         if "deadline" not in params:
             params.update(self._deadline(params.get("timeout_s")))
@@ -169,7 +177,7 @@ class Chain:
             raise ConfigError(f"invalid request: {exc}") from None
 
     def _deadline(self, timeout_s: float | None) -> dict[str, float]:
-        timeout = timeout_s or self.timeout_s
+        timeout = timeout_s if timeout_s is not None else self.timeout_s
         return {} if timeout is None else {"deadline": self._clock.now() + timeout, "timeout_s": timeout}
 
     def _request(self, prompt: Prompt, params: dict[str, Any]) -> LLMRequest:
@@ -194,12 +202,15 @@ class Chain:
         """Structured output: the answer validated into ``schema`` (a pydantic model or JSON Schema)."""
         from ._structured import coerce_output, schema_for  # structured output only: not at import
 
-        params.update(schema_for(schema))
+        params.update(schema_for(schema))  # an InputTypeError for anything but a model or a dict
         response = await self._run(self._request(prompt, params))
         return coerce_output(response, schema)
 
     def complete_json(self, prompt: Prompt, *, schema: type[M] | Mapping[str, Any], **params: Any) -> Any:
         """Sync ``acomplete_json``."""
+        from ._structured import schema_for
+
+        schema_for(schema)  # a wrong schema is said here, before the call is scheduled
         return LOOP.run(self.acomplete_json(prompt, schema=schema, **params))
 
     async def aembed(self, texts: Sequence[str], **params: Any) -> EmbeddingResult:

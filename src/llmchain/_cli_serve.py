@@ -6,6 +6,7 @@ protocol-correct LLM server::
     llmchain serve-mock --port 8011 --fault 503=0.05 --fault latency:0.2=0.1 --seed 7
     llmchain serve-mock --script 429,reset,ok --rpm 600
     llmchain serve-mock --tool-calls '[{"name": "get_weather", "arguments": {"city": "Paris"}}]'
+    llmchain serve-mock --default gzip_bomb          # a hostile server (docs/transports.md)
 
 ``python -m llmchain._cli_serve`` works too (same options).
 """
@@ -49,7 +50,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="random fault at a rate, e.g. 503=0.05, reset=0.01, latency:0.2=0.1 "
                              "(repeatable)")
     parser.add_argument("--script", default="", metavar="F1,F2,...",
-                        help="faults for the first requests in order, e.g. 429,reset,ok")
+                        help="faults for the first requests in order, e.g. 429,reset,ok; hostile "
+                             "ones too: conflicting_length, bad_length, bad_chunk, huge_head, "
+                             "gzip_bomb, unasked_encoding, stale_close, stream_hold_open")
     parser.add_argument("--default", default="ok", help="fault once the script runs out (default ok)")
     parser.add_argument("--latency-ms", type=float, default=0.0, help="latency added to every answer")
     parser.add_argument("--rpm", type=int, default=None, help="server-side requests-per-minute limit")

@@ -15,6 +15,7 @@
 
 from __future__ import annotations
 
+import math
 import sys
 from collections.abc import Mapping
 from pathlib import Path
@@ -77,6 +78,9 @@ def load_config(source: str | Path | Mapping[str, Any]) -> ChainConfig:
         raise ConfigError(f"{path}: config file not found") from None
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read config file: {exc}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at position "
+                          f"{exc.start} cannot be decoded); save the file as UTF-8") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
     return parse_config(data, str(path))
@@ -90,9 +94,10 @@ def parse_config(data: Mapping[str, Any], where: str) -> ChainConfig:
         )
     timeout = data.get("timeout_s")
     if timeout is not None and (
-        isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0
+        isinstance(timeout, bool) or not isinstance(timeout, (int, float))
+        or not math.isfinite(timeout) or timeout <= 0
     ):
-        raise ConfigError(f"{where}: timeout_s must be a number of seconds > 0, got {timeout!r}")
+        raise ConfigError(f"{where}: timeout_s must be a finite number of seconds > 0, got {timeout!r}")
     transport = parse_transport_table(data.get("transport", {}), where)
     stages_data = data.get("stages", [])
     if not isinstance(stages_data, list):
@@ -127,6 +132,7 @@ def parse_transport_table(data: Any, where: str) -> TransportSpec:
     if not isinstance(use, str):
         raise ConfigError(f"{where}: [transport] use must be a string naming a transport, got {use!r}")
     _reject_secrets(options, f"{where}: [transport] ({use})")
+    _reject_non_finite(options, f"{where}: [transport] ({use})")
     return TransportSpec(use=use, options=options)
 
 
@@ -146,6 +152,7 @@ def parse_stage_entry(entry: Any, index: int, where: str) -> StageSpec:
     if not isinstance(enabled, bool):
         raise ConfigError(f"{where}: stages[{index}] ({use}): enabled must be true or false, got {enabled!r}")
     _reject_secrets(options, f"{where}: stages[{index}] ({name})")
+    _reject_non_finite(options, f"{where}: stages[{index}] ({name})")
     return StageSpec(use=use, name=name, enabled=enabled, options=options)
 
 
@@ -156,6 +163,19 @@ def _reject_secrets(options: Mapping[str, Any], where: str) -> None:
                 f"{where}: option {key!r} holds a literal secret; secrets never go in config. "
                 f'Put it in an environment variable and name that variable with `{key}_env = "VAR"`.'
             )
+
+
+def _reject_non_finite(value: Any, where: str, path: str = "") -> None:
+    """NaN and infinity (TOML has ``nan`` and ``inf``) pass most range checks and then break
+    every call: refuse them by name, wherever they are nested."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(f"{where}: option {path} is {value}; numbers must be finite")
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            _reject_non_finite(item, where, f"{path}.{key}" if path else str(key))
+    elif isinstance(value, (list, tuple)):
+        for i, item in enumerate(value):
+            _reject_non_finite(item, where, f"{path}[{i}]")
 
 
 def build_options(registered: Registered, options: Mapping[str, Any], where: str) -> BaseModel | None:

@@ -3,14 +3,17 @@
 ::
 
     LLMChainError                     retryable=False
-    ├── ConfigError                   build time: bad config file or options
+    ├── ConfigError                   build time: bad config file or options; bad call input
+    │   ├── InputTypeError            a call argument of the wrong type (also a TypeError)
     │   └── UnsupportedContent        a part/message a transport (or input format) cannot carry
     ├── PluginError                   build time: a plugin failed to load or register
     └── CallError                     run time: .request_id, .attempts, .explain()
         ├── TransportError            retryable: connect failures, resets
-        │   └── TimeoutExceeded       .phase = "attempt" | "deadline"
+        │   ├── TimeoutExceeded       .phase = "attempt" | "deadline"
+        │   └── CertificateError      TLS verification failed; not retryable
         ├── ProviderError             .status_code, .body (trimmed); 5xx retryable
-        │   └── RateLimited           429 or local limiter; .retry_after
+        │   ├── RateLimited           429 or local limiter; .retry_after
+        │   └── ResponseTooLarge      an answer over a size cap; .cap; not retryable
         ├── CircuitOpen               the breaker is failing fast
         ├── CacheMiss                 only-if-cached was asked and nothing is cached
         ├── StoreUnavailable          a shared store (Redis) is down and on_unavailable="fail"
@@ -33,7 +36,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ._models import Attempt
-from ._redact import redact, trim
+from ._redact import redact, redact_headers, trim
 
 if TYPE_CHECKING:
     from .policies.headers import RateLimitHints
@@ -58,6 +61,11 @@ class UnsupportedContent(ConfigError):
         super().__init__(message)
         self.part = part
         self.transport = transport
+
+
+class InputTypeError(ConfigError, TypeError):
+    """A call argument has the wrong type (a prompt of ``None``, ``schema=int``...); the message
+    says what was expected. A ``TypeError`` too, as Python callers expect."""
 
 
 class PluginError(LLMChainError):
@@ -165,6 +173,13 @@ class TimeoutExceeded(TransportError):
         return [f"phase: {self.phase}"]
 
 
+class CertificateError(TransportError):
+    """The server's TLS certificate could not be verified. Not retryable: a retry meets the same
+    certificate; the hint says how to trust it (``ca_bundle``)."""
+
+    retryable = False
+
+
 class ProviderError(CallError):
     """The provider answered with an error status (or a malformed body).
 
@@ -189,7 +204,8 @@ class ProviderError(CallError):
         super().__init__(message, **kw)
         self._status_code = status_code
         self.body = trim(redact(body), 500) if body else None
-        self.headers: dict[str, str] = dict(headers) if headers else {}
+        # kept redacted: errors end up in logs, reports and incident files
+        self.headers: dict[str, str] = redact_headers(headers) if headers else {}
         self.rate_limit = rate_limit
 
     @property
@@ -217,6 +233,22 @@ class RateLimited(ProviderError):
         if self.retry_after is not None:
             out.append(f"retry after: {self.retry_after:g}s")
         return out
+
+
+class ResponseTooLarge(ProviderError):
+    """An answer went over one of the transport's size caps (``cap`` names it:
+    ``max_head_bytes``, ``max_body_bytes`` or ``max_decompressed_bytes``). Not retryable: the
+    same request gets the same answer."""
+
+    def __init__(self, message: str, *, cap: str, limit: int, **kw: Any) -> None:
+        kw.setdefault("retryable", False)
+        kw.setdefault("hint", f"raise the transport's {cap} if answers this large are expected")
+        super().__init__(message, **kw)
+        self.cap = cap
+        self.limit = limit
+
+    def details(self) -> list[str]:
+        return [*super().details(), f"cap: {self.cap} = {self.limit} bytes"]
 
 
 class CircuitOpen(CallError):

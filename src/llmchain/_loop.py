@@ -5,6 +5,13 @@
 * Any other thread, and a thread whose loop is already running (Jupyter), submits the call to
   one shared loop on a daemon thread and waits for it.
 
+The main thread's loop runs only during calls, so what happened on its sockets in between (a
+server closing an idle keep-alive connection: uvicorn does after 5 s) is still unseen when the
+next call starts, and the pool would hand out the dead connection. So each call first lets the
+loop process its pending events (``_caught_up``: two non-blocking iterations, a few µs), which
+drops such connections; a close that races the request itself is covered by the engines'
+one re-send (docs/transports.md). The per-call cost of both paths is in docs/benchmarks.md.
+
 Both loops are recreated after ``fork()``.
 """
 
@@ -65,7 +72,7 @@ class LoopThread:
         if loop is None or loop.is_closed() or self._main_pid != os.getpid():
             loop = self._main_loop = asyncio.new_event_loop()
             self._main_pid = os.getpid()
-        task = loop.create_task(coro)
+        task = loop.create_task(_caught_up(coro))
         try:
             return loop.run_until_complete(task)
         except BaseException:
@@ -89,6 +96,19 @@ class LoopThread:
         except BaseException:
             future.cancel()  # KeyboardInterrupt in the waiting thread: stop the call too
             raise
+
+
+async def _caught_up(coro: Coroutine[Any, Any, T]) -> T:
+    """``coro``, after two non-blocking loop iterations: I/O that arrived while the loop was
+    stopped (a peer's FIN) is read in the first; by the second the connection is closing, and a
+    pool no longer hands it out."""
+    try:
+        await asyncio.sleep(0)
+        await asyncio.sleep(0)
+    except BaseException:
+        coro.close()  # cancelled before it started
+        raise
+    return await coro
 
 
 def _loop_running() -> bool:

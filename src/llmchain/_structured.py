@@ -25,7 +25,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from ._exceptions import OutputError, OutputInvalid
+from ._exceptions import InputTypeError, OutputError, OutputInvalid
 from ._json_extract import extract_json
 from ._models import LLMRequest, LLMResponse
 from ._schema import OutputSchema, SchemaMismatch, schema_for_json, schema_for_type
@@ -46,7 +46,7 @@ def schema_for(schema: type[BaseModel] | Mapping[str, Any]) -> dict[str, Any]:
         return {"output_type": schema, "output_schema": _model_json_schema(schema)}
     if isinstance(schema, Mapping):
         return {"output_schema": dict(schema)}
-    raise TypeError(f"schema must be a pydantic model class or a JSON Schema dict, got {schema!r}")
+    raise InputTypeError(f"schema must be a pydantic model class or a JSON Schema dict, got {schema!r}")
 
 
 def resolve_schema(request: LLMRequest) -> OutputSchema | None:

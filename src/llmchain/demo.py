@@ -174,6 +174,9 @@ async def arun_demo(*, seed: int = 0, only: str | None = None,
                     for step in scene.steps:
                         before = server.request_count
                         server.set_plan(step.plan(seed) if callable(step.plan) else step.plan, seed=seed)
+                        if step.fresh_connections:
+                            await asyncio.to_thread(server.close_idle)
+                            await asyncio.sleep(0.01)  # for the client to see the closes
                         rows += await _run_step(chain, scene, step, collector, len(rows))
                         sent = server.request_count - before
                         if step.server_requests is not None and sent != step.server_requests:

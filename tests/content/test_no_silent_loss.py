@@ -147,28 +147,31 @@ def test_every_fault_gives_an_answer_or_a_typed_error(api: str, stream: bool) ->
     faults += [Fault(tool_calls=tuple(CALLS)), Fault(content="text", tool_calls=tuple(CALLS[:1]))]
     with FaultServer(faults, content="hello there") as server:
         url = server.base_url if api == "openai" else server.anthropic_base_url
-        chain = Chain([], {"use": api, "base_url": url, "api_key_env": ""})
-        for fault in faults:
-            try:
-                if stream:
-                    chunks = chain.stream("q", tools=[{"name": "get_weather"}, {"name": "get_time"}])
-                    text = "".join(chunks)
-                    response = chunks.response
-                    assert text == response.text
+        with Chain([], {"use": api, "base_url": url, "api_key_env": ""}) as chain:
+            for fault in faults:
+                # a fresh connection for each: a reset on a reused one is re-sent at once, which
+                # would take the next fault of the plan
+                server.close_idle()
+                try:
+                    if stream:
+                        chunks = chain.stream("q", tools=[{"name": "get_weather"}, {"name": "get_time"}])
+                        text = "".join(chunks)
+                        response = chunks.response
+                        assert text == response.text
+                    else:
+                        response = chain.complete("q", tools=[{"name": "get_weather"}, {"name": "get_time"}])
+                except CallError:
+                    continue  # a typed error: nothing silently lost
+                if fault.tool_calls:
+                    assert [(c.id, c.name, c.arguments) for c in response.tool_calls] == [
+                        (c["id"], c["name"], c["arguments"]) for c in fault.tool_calls]
+                    assert response.text == (fault.content or "hello there")
+                    assert response.finish_reason == "tool_calls"
                 else:
-                    response = chain.complete("q", tools=[{"name": "get_weather"}, {"name": "get_time"}])
-            except CallError:
-                continue  # a typed error: nothing silently lost
-            if fault.tool_calls:
-                assert [(c.id, c.name, c.arguments) for c in response.tool_calls] == [
-                    (c["id"], c["name"], c["arguments"]) for c in fault.tool_calls]
-                assert response.text == (fault.content or "hello there")
-                assert response.finish_reason == "tool_calls"
-            else:
-                expected = fault.content or {"content_not_json": _NOT_JSON_TEXT,
-                                             "schema_invalid": json.dumps(schema_violation({}))
-                                             }.get(fault.kind, "hello there")
-                assert response.text == expected
+                    expected = fault.content or {"content_not_json": _NOT_JSON_TEXT,
+                                                 "schema_invalid": json.dumps(schema_violation({}))
+                                                 }.get(fault.kind, "hello there")
+                    assert response.text == expected
 
 
 def test_streamed_thinking_and_cited_blocks_are_rebuilt_whole() -> None:

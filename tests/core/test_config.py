@@ -44,7 +44,7 @@ use = "plain"
     [
         ("timeout_s = [", "not valid TOML"),
         ("colour = 'red'", "unknown top-level key(s) ['colour']"),
-        ("timeout_s = -1", "timeout_s must be a number of seconds > 0"),
+        ("timeout_s = -1", "timeout_s must be a finite number of seconds > 0"),
         ("stages = 3", "'stages' must be an array of tables"),
         ("stages = [3]", "stages[0] must be a table"),
         ("[[stages]]\nname = 'x'", "stages[0] needs `use"),

@@ -152,8 +152,8 @@ def test_a_third_party_retry_stage_that_declares_the_retry_role_retries_streams(
 @pytest.mark.parametrize("kind", ["openai", "anthropic"])
 def test_a_stream_whose_server_keeps_the_connection_open_after_the_end_marker_returns_at_once(
         make_fault_server: Any, kind: str) -> None:
-    server = make_fault_server(stream_interval_s=0.001)  # paced: events go out one by one
-    server.set_plan([Fault("hold_after_end", hang_s=60.0), "ok"])
+    server = make_fault_server()
+    server.set_plan([Fault("stream_hold_open", hang_s=60.0), "ok"])
     transport = openai(server) if kind == "openai" else anthropic(server)
     # a 5 s deadline: reading on until the server gives up (60 s) would time out
     with Chain(default_stages(), transport, timeout_s=5.0) as chain:

@@ -82,3 +82,43 @@ def test_sync_call_from_inside_the_loop_thread_is_refused_clearly() -> None:
     future = asyncio.run_coroutine_threadsafe(nested(), LOOP.loop())
     with pytest.raises(RuntimeError, match=r"use `await chain\.acomplete"):
         future.result(timeout=10)
+
+
+def test_the_main_threads_loop_sees_closes_that_happened_between_calls() -> None:
+    """A peer's FIN that arrived while the loop was stopped is processed before the next call
+    (so a pool drops the dead connection), not during it."""
+    import select
+    import socket
+
+    from llmchain._loop import _caught_up
+
+    class Watch(asyncio.Protocol):
+        lost = False
+        transport: asyncio.BaseTransport | None = None
+
+        def connection_made(self, transport: asyncio.BaseTransport) -> None:
+            self.transport = transport
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            self.lost = True
+
+        def transport_closing(self) -> bool:  # what aiohttp's pool checks before reuse
+            return self.lost or (self.transport is not None and self.transport.is_closing())
+
+    loop = asyncio.new_event_loop()
+    listener = socket.create_server(("127.0.0.1", 0))
+    try:
+        transport, watch = loop.run_until_complete(
+            loop.create_connection(Watch, *listener.getsockname()[:2]))
+        peer, _ = listener.accept()
+        peer.close()  # the server closes the idle connection while no call runs
+        select.select([transport.get_extra_info("socket")], [], [], 5)  # the FIN has arrived
+        assert not watch.lost
+
+        async def first_step_of_a_call() -> bool:
+            return watch.transport_closing()
+
+        assert loop.run_until_complete(_caught_up(first_step_of_a_call()))
+    finally:
+        listener.close()
+        loop.close()

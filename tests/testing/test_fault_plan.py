@@ -100,3 +100,14 @@ def test_a_script_is_replayed_exactly(script: list[str]) -> None:
     plan = FaultPlan(script)
     assert [plan.next().label for _ in script] == script
     assert plan.next().label == "ok"
+
+
+@pytest.mark.parametrize("name", ["conflicting_length", "bad_length", "bad_chunk", "huge_head", "gzip_bomb",
+                                  "unasked_encoding", "stale_close", "stream_hold_open"])
+def test_hostile_faults_parse_from_their_names(name: str) -> None:
+    fault = Fault.parse(name)
+    assert fault.kind == name and fault.label == name
+
+
+def test_stream_hold_open_takes_how_long_to_hold() -> None:
+    assert Fault.parse("stream_hold_open:2.5").hang_s == 2.5

@@ -291,6 +291,16 @@ def test_serve_mock_arguments_build_the_plan() -> None:
         build_server(parser.parse_args(["serve-mock", "--fault", "503"]))
 
 
+def test_serve_mock_serves_the_hostile_faults() -> None:
+    parser = argparse.ArgumentParser()
+    register(parser.add_subparsers())
+    args = parser.parse_args(["serve-mock", "--script", "huge_head,stale_close", "--default", "gzip_bomb",
+                              "--fault", "bad_chunk=0.1"])
+    plan = build_server(args).plan
+    assert [f.kind for f in plan.script] == ["huge_head", "stale_close"]
+    assert plan.default.kind == "gzip_bomb" and plan.rates[0][0].kind == "bad_chunk"
+
+
 def test_serve_mock_runs_in_the_foreground() -> None:
     proc = subprocess.Popen([sys.executable, "-m", "llmchain._cli_serve", "--script", "503"],
                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)

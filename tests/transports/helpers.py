@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Iterator
-from typing import Any
+from typing import Any, TypeVar
 
+import httpx
 import pytest
 
 from llmchain import CallError, LLMRequest, LLMResponse, Message
@@ -14,31 +15,42 @@ from llmchain.transports._http import HTTPTransport
 from llmchain.transports.anthropic import AnthropicTransport
 from llmchain.transports.openai import OpenAITransport
 
+T = TypeVar("T", bound=HTTPTransport)
+
 SCHEMA = {"title": "Person", "type": "object",
           "properties": {"name": {"type": "string"}, "age": {"type": "integer"}},
           "required": ["name", "age"]}
 
 
 #: The HTTP engine ``make`` uses unless told; the ``engine`` fixture switches it per test.
-ENGINE = {"http_client": "h1"}
+ENGINE: dict[str, str] = {"http_client": "aiohttp"}
 
 
-@pytest.fixture(params=["h1", "aiohttp"])
+@pytest.fixture(params=["aiohttp", "httpx_client"])
 def engine(request: pytest.FixtureRequest) -> Iterator[str]:
-    """Run the test once per HTTP engine (use with ``pytestmark = usefixtures("engine")``)."""
+    """Run the test once per HTTP engine (use with ``pytestmark = usefixtures("engine")``):
+    aiohttp (the default), and httpx through a user's own ``httpx.AsyncClient``."""
     ENGINE["http_client"] = request.param
     yield request.param
-    ENGINE["http_client"] = "h1"
+    ENGINE["http_client"] = "aiohttp"
+
+
+def build(cls: type[T], **options: Any) -> T:
+    """``cls(cls.Options(**options))`` on the engine the ``engine`` fixture chose."""
+    options = {**ENGINE, **options}
+    client = None
+    if options["http_client"] == "httpx_client":  # the user's own client, as the SDKs take one
+        options["http_client"] = "aiohttp"
+        client = httpx.AsyncClient()
+    return cls(cls.Options(**options), http_client=client)  # type: ignore[call-arg]
 
 
 def make(kind: str, server: FaultServer, **options: Any) -> HTTPTransport:
     """A transport of ``kind`` ("openai"/"anthropic") pointed at ``server``, without a key."""
-    options = {**ENGINE, **options}
     if kind == "openai":
-        return OpenAITransport(OpenAITransport.Options(
-            base_url=server.base_url, api_key_env="", model="gpt-test", **options))
-    return AnthropicTransport(AnthropicTransport.Options(
-        base_url=server.anthropic_base_url, api_key_env="", model="claude-test", **options))
+        return build(OpenAITransport, base_url=server.base_url, api_key_env="", model="gpt-test", **options)
+    return build(AnthropicTransport, base_url=server.anthropic_base_url, api_key_env="",
+                 model="claude-test", **options)
 
 
 def ask(text: str = "hello there", **params: Any) -> LLMRequest:

@@ -10,9 +10,10 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
+import httpx
 import pytest
 
-from llmchain import Chain, LLMResponse, ProviderError, TimeoutExceeded, TransportError
+from llmchain import Chain, ConfigError, LLMResponse, ProviderError, TimeoutExceeded, TransportError
 from llmchain.plugins import get_registry
 from llmchain.testing.fault_server import Fault, FaultServer
 from llmchain.transports.anthropic import AnthropicTransport
@@ -21,6 +22,7 @@ from llmchain.transports.openai import OpenAITransport
 from .helpers import (
     ENGINE,
     ask,
+    build,
     engine,  # noqa: F401 - a fixture, used through pytestmark
     make,
     send,
@@ -42,6 +44,31 @@ def other_loop() -> Iterator[asyncio.AbstractEventLoop]:
     loop.close()
 
 
+def own_client_if_httpx() -> None:
+    """Tests of one transport on several event loops (or of its pool size) use llmchain's own
+    httpx client on the httpx run: a user's client belongs to one loop (see the next test)."""
+    if ENGINE["http_client"] == "httpx_client":
+        ENGINE["http_client"] = "httpx"
+
+
+def test_a_users_client_used_on_a_second_loop_is_a_clear_error(
+        fault_server: FaultServer, other_loop: asyncio.AbstractEventLoop) -> None:
+    client = httpx.AsyncClient()
+    t = OpenAITransport(OpenAITransport.Options(base_url=fault_server.base_url, api_key_env=""),
+                        http_client=client)
+
+    async def main() -> None:
+        assert isinstance(await t.send(ask()), LLMResponse)
+        future = asyncio.run_coroutine_threadsafe(t.send(ask()), other_loop)
+        with pytest.raises(ConfigError, match="one event loop"):
+            await asyncio.wrap_future(future)
+        await t.aclose()
+        assert not client.is_closed  # the user's client is the user's to close
+        await client.aclose()
+
+    asyncio.run(main())
+
+
 def test_both_transports_are_registered() -> None:
     transports = get_registry().transports
     assert transports["openai"].factory is OpenAITransport
@@ -61,6 +88,7 @@ def test_name_and_identity_hold_no_secret(monkeypatch: pytest.MonkeyPatch) -> No
 
 def test_one_session_per_loop_and_aclose_closes_all(fault_server: FaultServer,
                                                     other_loop: asyncio.AbstractEventLoop) -> None:
+    own_client_if_httpx()
     t = make("openai", fault_server)
 
     async def main() -> None:
@@ -89,6 +117,7 @@ async def _send_and_session_and_close(t: OpenAITransport | AnthropicTransport) -
 
 
 def test_sessions_of_closed_loops_are_dropped(fault_server: FaultServer) -> None:
+    own_client_if_httpx()
     t = make("anthropic", fault_server)
     loop = asyncio.new_event_loop()
     pool: Any = loop.run_until_complete(_send_and_session(t))
@@ -100,6 +129,7 @@ def test_sessions_of_closed_loops_are_dropped(fault_server: FaultServer) -> None
 
 
 def test_sync_chain_and_async_callers_share_a_transport(fault_server: FaultServer) -> None:
+    own_client_if_httpx()
     t = make("openai", fault_server)
     chain = Chain([], t)
     assert chain.complete("sync").text == "sync"
@@ -122,6 +152,7 @@ def test_sync_chain_and_async_callers_share_a_transport(fault_server: FaultServe
 
 
 def test_pool_limit_bounds_connections(make_fault_server: object) -> None:
+    own_client_if_httpx()
     server: FaultServer = make_fault_server()  # type: ignore[operator]
     t = make("openai", server, max_connections=4)
 
@@ -142,8 +173,7 @@ def test_connection_refused_is_a_transport_error() -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    t = OpenAITransport(OpenAITransport.Options(base_url=f"http://127.0.0.1:{port}/v1", api_key_env="",
-                                                **ENGINE))  # type: ignore[arg-type]
+    t = build(OpenAITransport, base_url=f"http://127.0.0.1:{port}/v1", api_key_env="")
     err = send(t)
     assert type(err) is TransportError and err.retryable
     assert "cannot connect" in err.message and err.hint is not None and "reachable" in err.hint
@@ -186,9 +216,8 @@ def test_secrets_are_masked_in_errors(fault_server: FaultServer, monkeypatch: py
     secret = "tok-0123456789-very-secret"
     monkeypatch.setenv("MY_LLM_KEY", secret)
     monkeypatch.setenv("MY_GATEWAY_KEY", "gw-secret-abcdef-42")
-    t = OpenAITransport(OpenAITransport.Options(base_url=fault_server.base_url, api_key_env="MY_LLM_KEY",
-                                                headers_env={"x-gateway-key": "MY_GATEWAY_KEY"},
-                                                headers={"x-team": "search"}, **ENGINE))  # type: ignore[arg-type]
+    t = build(OpenAITransport, base_url=fault_server.base_url, api_key_env="MY_LLM_KEY",
+              headers_env={"x-gateway-key": "MY_GATEWAY_KEY"}, headers={"x-team": "search"})
     fault_server.set_plan([Fault("status", status=401, message=f"bad key {secret} for gw-secret-abcdef-42")])
     err = send(t)
     assert isinstance(err, ProviderError) and err.status_code == 401

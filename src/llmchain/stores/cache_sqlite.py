@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import sqlite3
 import threading
@@ -89,6 +90,7 @@ class SQLiteCacheStore:
         self._executor: ThreadPoolExecutor | None = None
         self._pid = os.getpid()
         self._closed = False
+        _create_private(self.path)
         self._call(self._init_schema)  # fail at build time, not on the first call
 
     # -- plumbing -------------------------------------------------------------------------------
@@ -291,3 +293,13 @@ def open_cache_store(settings: StoreSettings, clock: Clock) -> SQLiteCacheStore:
 
 if TYPE_CHECKING:  # mypy checks that the store implements the protocol
     _implements: CacheStore = SQLiteCacheStore(":memory:")
+
+
+def _create_private(path: str) -> None:
+    """Create the database file 0600 (less if the umask says so) if it does not exist; SQLite
+    gives its -wal and -shm files the same mode. O_EXCL: an existing file is never opened here,
+    since closing any descriptor of it would drop this process's SQLite (POSIX) locks on it."""
+    if path == ":memory:" or path.startswith("file:"):
+        return
+    with contextlib.suppress(OSError):  # it exists, or cannot be made: sqlite3 says so itself
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))

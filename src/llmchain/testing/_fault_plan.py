@@ -31,7 +31,15 @@ FaultKind = Literal[
     "schema_invalid",  # a completion whose JSON text violates the requested schema
     "truncated_stream",  # the body or stream stops midway and the connection closes
     "stream_error",  # an error event inside a 200 stream (an error status when not streaming)
-    "hold_after_end",  # the whole stream, end marker included, then the connection held open for hang_s
+    # hostile servers (see _hostile): answers that break HTTP, or a client's memory
+    "conflicting_length",  # two different Content-Length headers
+    "bad_length",  # Content-Length: -1
+    "bad_chunk",  # a chunk size that is not hex
+    "huge_head",  # 100 KiB of response headers
+    "gzip_bomb",  # a small gzip body that inflates to 128 MiB
+    "unasked_encoding",  # content-encoding: br, never asked for
+    "stale_close",  # on a reused connection: close it without answering
+    "stream_hold_open",  # a stream's end marker, then the connection held open for hang_s
 ]
 FAULT_KINDS: tuple[str, ...] = get_args(FaultKind)
 
@@ -89,7 +97,7 @@ class Fault:
         ``ok``, ``latency:0.2``, ``hang`` / ``hang_before_headers[:s]``, ``hang_after_headers[:s]``,
         ``trickle[:interval_s]``, ``429[:retry_after]``, any status such as ``503`` or
         ``529[:retry_after]``, ``reset``, ``not_json``, ``bad_shape``, ``content_not_json``,
-        ``schema_invalid``, ``truncated_stream``, ``stream_error``, ``hold_after_end[:s]``.
+        ``schema_invalid``, ``truncated_stream``, ``stream_error``, ``stream_hold_open[:s]``.
         """
         name, _, arg = text.strip().partition(":")
         name = _ALIASES.get(name, name)
@@ -108,7 +116,7 @@ class Fault:
         kind = cast(FaultKind, name)
         if value is None:
             return cls(kind)
-        if kind.startswith("hang") or kind == "hold_after_end":
+        if kind.startswith("hang") or kind == "stream_hold_open":
             return cls(kind, hang_s=value)
         if kind == "trickle":
             return cls(kind, trickle_interval_s=value)

@@ -74,6 +74,7 @@ class Connection(asyncio.Protocol):
         self._transport: asyncio.Transport | None = None
         self._task: asyncio.Task[None] | None = None
         self.closed = False
+        self.served = 0  # requests read on this connection (the one being answered included)
 
     # -- asyncio.Protocol ---------------------------------------------------------------------
 
@@ -107,6 +108,11 @@ class Connection(asyncio.Protocol):
             self.closed = True
             self._transport.close()
 
+    @property
+    def idle(self) -> bool:
+        """Open, with no request being read or answered."""
+        return not self.closed and self._task is None and not self._buf
+
     def reset(self) -> None:
         """Abort with a TCP RST (SO_LINGER 0), as a crashed or overloaded peer does."""
         if self.closed or self._transport is None:
@@ -130,6 +136,7 @@ class Connection(asyncio.Protocol):
                 return
             if request is None:
                 return
+            self.served += 1
             reply = self._handler(request, self)
             if isinstance(reply, bytes):
                 self.write(reply)

@@ -15,6 +15,7 @@ from dataclasses import replace
 from typing import Any
 
 from ._fault_plan import Fault
+from ._hostile import HOSTILE, hostile_reply
 from ._http11 import LAST_CHUNK, Connection, Reply, chunk, response_head
 from ._limits import anthropic_headers, openai_headers
 from ._wire import (
@@ -30,7 +31,7 @@ from ._wire import (
 from ._wire_tools import make_calls
 
 Headers = list[tuple[str, str]]
-_SLOW = frozenset({"hang_before_headers", "hang_after_headers", "trickle", "hold_after_end"})
+_SLOW = frozenset({"hang_before_headers", "hang_after_headers", "trickle"})
 _NOT_JSON = b"<html><head><title>502 Bad Gateway</title></head><body>upstream error</body></html>"
 _BAD_SHAPE = b'{"object": "list", "data": [], "note": "this is not a completion"}'
 _NOT_JSON_TEXT = 'Sure! Here is the JSON you asked for: {"answer": 42'
@@ -55,6 +56,8 @@ class Responder:
         kind = fault.kind
         if kind in ("reset", "hang_before_headers"):
             return None
+        if kind in HOSTILE:
+            return 200
         if fault.raw is not None:
             return fault.status or 200
         if kind == "rate_limited":
@@ -75,6 +78,8 @@ class Responder:
             text = _NOT_JSON_TEXT
         elif fault.kind == "schema_invalid":
             text = json.dumps(schema_violation(ask.schema or {}))
+        if fault.kind in HOSTILE:
+            return hostile_reply(conn, ask, fault, text, keep_alive)
         paced = ask.stream and self.stream_interval_s > 0
         if fault.delay_s > 0 or fault.kind in _SLOW or paced:
             return self._later(conn, api, ask, fault, text, keep_alive, headers)
@@ -151,10 +156,6 @@ class Responder:
         head, parts = self._parts(api, ask, fault, text, keep_alive, headers)
         conn.write(head)
         if kind == "hang_after_headers":
-            await asyncio.sleep(fault.hang_s)
-            conn.close()
-        elif kind == "hold_after_end":  # every event and the end marker, but not the body's end
-            conn.write(b"".join(parts[:-1]))
             await asyncio.sleep(fault.hang_s)
             conn.close()
         elif kind == "trickle":

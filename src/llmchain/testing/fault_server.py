@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import ssl
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -75,6 +76,9 @@ class FaultServer:
     require this key (401 otherwise). ``record=False`` keeps no request records.
     ``tool_calls``: answer requests that offer tools with these calls (``{"name", "arguments"}``)
     until the conversation sends tool results back, which are then echoed.
+    ``ssl_context``: serve https (for tests of certificates). The server also answers requests
+    in a proxy's absolute form (``POST http://host/v1/chat/completions``), so it can stand in for
+    an HTTP proxy.
     """
 
     def __init__(
@@ -93,6 +97,7 @@ class FaultServer:
         record: bool = True,
         host: str = "127.0.0.1",
         port: int = 0,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         self._seed = seed
         self._plan = FaultPlan.coerce(plan, seed)
@@ -104,6 +109,7 @@ class FaultServer:
         self.api_key = api_key
         self.record = record
         self.host, self.port = host, port
+        self.ssl_context = ssl_context  # serve https with this context (tests of TLS options)
         self._records: list[RecordedRequest] = []
         self._count = 0
         self._lock = threading.Lock()
@@ -116,7 +122,8 @@ class FaultServer:
 
     @property
     def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        scheme = "https" if self.ssl_context is not None else "http"
+        return f"{scheme}://{self.host}:{self.port}"
 
     @property
     def base_url(self) -> str:
@@ -151,6 +158,36 @@ class FaultServer:
         """Use another plan from the next request on (e.g. between test phases)."""
         self._plan = FaultPlan.coerce(plan, self._seed if seed is None else seed)
 
+    @property
+    def open_connections(self) -> int:
+        """Client connections currently open."""
+        return len(self._conns)
+
+    @property
+    def requests_per_open_connection(self) -> list[int]:
+        """How many requests each open client connection has carried (keep-alive reuse)."""
+        return sorted(conn.served for conn in list(self._conns))
+
+    def close_idle(self) -> int:
+        """Close every idle keep-alive connection now, as a server does when its keep-alive
+        timeout runs out (uvicorn: 5 s); returns how many. Thread-safe."""
+        loop = self._loop
+        if loop is None:
+            return 0
+        if loop.is_running() and threading.current_thread() is not self._thread:
+            future = asyncio.run_coroutine_threadsafe(self._close_idle(), loop)
+            return future.result(5)
+        return self._close_idle_now()
+
+    async def _close_idle(self) -> int:
+        return self._close_idle_now()
+
+    def _close_idle_now(self) -> int:
+        idle = [conn for conn in self._conns if conn.idle]
+        for conn in idle:
+            conn.close()
+        return len(idle)
+
     def clear(self) -> None:
         """Forget recorded requests and violations."""
         with self._lock:
@@ -162,7 +199,8 @@ class FaultServer:
     async def _open(self) -> None:
         loop = asyncio.get_running_loop()
         self._server = await loop.create_server(
-            lambda: Connection(self._dispatch, self._conns), self.host, self.port, backlog=2048)
+            lambda: Connection(self._dispatch, self._conns), self.host, self.port, backlog=2048,
+            ssl=self.ssl_context)
         self.port = self._server.sockets[0].getsockname()[1]
 
     async def _shutdown(self) -> None:

@@ -1,33 +1,40 @@
 """What the HTTP transports share: options, API keys, sending, streaming, and turning bad
 answers into llmchain errors.
 
-The HTTP client is an engine per event loop (``_sessions``): llmchain's lean HTTP/1.1 client
-(``_h1``) by default, aiohttp (``_aiohttp_engine``) for proxies. Why not httpx: measured against
-the same loopback server (docs/benchmarks.md), httpx's async pool and httpx2 serve a fraction
-of aiohttp's requests per second at concurrency 100, and aiohttp several times the client CPU
-per request of ``_h1``.
+The HTTP client is an engine per event loop (``_sessions``): aiohttp (``_aiohttp_engine``) by
+default, or httpx (``_httpx_engine``), either chosen with ``http_client = "httpx"`` or given as
+the user's own ``httpx.AsyncClient`` (``OpenAITransport(options, http_client=client)``). Both
+engines answer through the same interface, with the same size caps (``_bounds``), TLS and proxy
+settings (``_tls``) and error outcomes (``_engine_errors``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib.util
 import json
 import os
+import re
 from collections.abc import AsyncIterator, Mapping
 from importlib.metadata import PackageNotFoundError, version
-from typing import Any, ClassVar, Literal, Protocol
-
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from .._clock import REAL_CLOCK, Clock
 from .._exceptions import ConfigError, ProviderError, TransportError
 from .._models import LLMRequest, LLMResponse
 from .._redact import mask, register_secret
-from ._h1_pool import H1Pool
+from ._bounds import ACCEPT_ENCODING, Caps
 from ._http_errors import error_from_event, error_from_status, malformed
+from ._http_options import HTTPOptions, check_header_name, check_header_value, check_request_id
 from ._sessions import Engine, SessionPool
 from ._sse import SSEDecoder
+from ._tls import ssl_context
+
+if TYPE_CHECKING:
+    import httpx
+
+__all__ = ["HTTPOptions", "HTTPTransport", "StreamState", "read_secret"]
 
 try:
     USER_AGENT = f"llmchain/{version('llmchain')}"
@@ -39,43 +46,6 @@ except PackageNotFoundError:  # pragma: no cover - running from a source tree
 KEEP_HEADERS = frozenset({"x-request-id", "request-id", "retry-after", "retry-after-ms",
                           "x-should-retry", "openai-processing-ms", "openai-model"})
 _KEEP_PREFIXES = ("x-ratelimit-", "anthropic-ratelimit-")
-_SECRET_HEADERS = frozenset({"authorization", "proxy-authorization", "x-api-key", "api-key",
-                             "cookie", "openai-api-key", "anthropic-api-key"})
-
-
-class HTTPOptions(BaseModel):
-    """Options every HTTP transport accepts (each transport adds its own)."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    base_url: str
-    model: str
-    api_key_env: str = Field("", description='Variable holding the API key; "" for none (local servers).')
-    headers: dict[str, str] = Field(default_factory=dict, description="Extra request headers (no secrets).")
-    headers_env: dict[str, str] = Field(
-        default_factory=dict, description="Secret headers: header name → variable holding its value.")
-    connect_timeout_s: float | None = Field(10.0, gt=0, description="Limit on opening a connection.")
-    read_timeout_s: float | None = Field(
-        None, gt=0, description="Longest silence while reading (None: the call's deadline bounds it).")
-    max_connections: int = Field(256, ge=0, description="Connection pool size per event loop; 0 = no limit.")
-    max_connections_per_host: int = Field(0, ge=0, description="0 = no per-host limit (aiohttp only).")
-    keepalive_s: float = Field(30.0, gt=0, description="How long an idle pooled connection is kept.")
-    trust_env: bool = Field(False, description="Use HTTP(S)_PROXY / NO_PROXY from the environment.")
-    http_client: Literal["auto", "h1", "aiohttp"] = Field(
-        "auto", description='"h1": llmchain\'s lean HTTP/1.1 client; "aiohttp": for proxies; '
-                            '"auto": h1 unless trust_env is on.')
-    idempotency_header: str = Field(
-        "idempotency-key",
-        description='Header carrying the request id (the same on every retry); "" for none.')
-
-    @field_validator("headers")
-    @classmethod
-    def _no_secrets(cls, value: dict[str, str]) -> dict[str, str]:
-        secret = sorted(h for h in value if h.lower() in _SECRET_HEADERS)
-        if secret:
-            raise ValueError(f"header(s) {secret} carry secrets: name the variable holding each "
-                             "in headers_env (or api_key_env) instead")
-        return value
 
 
 def read_secret(env: str, what: str) -> str | None:
@@ -90,13 +60,19 @@ def read_secret(env: str, what: str) -> str | None:
     return value
 
 
+#: How long the rest of a body may take after the stream's end marker. aiohttp has already
+#: buffered what arrived; httpx reads the socket only when awaited, a loop turn or two later.
+#: A server holding the connection open after the marker costs at most this, then it is closed.
+_TAIL_GRACE_S = 0.01
+
+
 async def _finish_if_arrived(chunks: AsyncIterator[bytes]) -> None:
-    """Read the rest of a body only as far as it has already arrived; never wait for more."""
+    """Read the rest of a body only as far as it has (almost) arrived; never wait for more."""
     timeout = getattr(asyncio, "timeout", None)  # Python 3.11+; before: the connection closes
     if timeout is None:
         return
     with contextlib.suppress(Exception):  # TimeoutError: more was due; any error: not reusable
-        async with timeout(0):  # fires at the next loop turn: only what needs no waiting runs
+        async with timeout(_TAIL_GRACE_S):
             async for _ in chunks:
                 pass
 
@@ -128,7 +104,8 @@ class HTTPTransport:
     Options: ClassVar[type[HTTPOptions]] = HTTPOptions
     path: ClassVar[str] = ""
 
-    def __init__(self, options: HTTPOptions | None = None, *, clock: Clock = REAL_CLOCK) -> None:
+    def __init__(self, options: HTTPOptions | None = None, *, clock: Clock = REAL_CLOCK,
+                 http_client: httpx.AsyncClient | None = None) -> None:
         self.options = options if options is not None else self.Options()  # type: ignore[call-arg]
         self._clock = clock
         o = self.options
@@ -136,9 +113,21 @@ class HTTPTransport:
         secret = {h: read_secret(env, f"[transport] {self.kind} header {h}") or ""
                   for h, env in o.headers_env.items()}
         self._headers = {"user-agent": USER_AGENT, "content-type": "application/json",
-                         "accept": "application/json", **o.headers, **self.auth_headers(), **secret}
+                         "accept": "application/json", "accept-encoding": ACCEPT_ENCODING,
+                         **o.headers, **self.auth_headers(), **secret}
+        for name, value in self._headers.items():  # auth_header, version, secrets from the environment...
+            check_header_name(name, f"[transport] {self.kind} header")
+            check_header_value(value, f"[transport] {self.kind} header {name!r}")
         self.name = f"{self.kind}:{o.model}"
         self.url = o.base_url.rstrip("/") + self.path
+        self._caps = Caps(self.name, o.max_head_bytes, o.max_body_bytes, o.max_decompressed_bytes)
+        self._client = http_client
+        if http_client is not None:
+            _check_user_client(http_client, o, self.kind)
+        self._ssl = ssl_context(o, f"[transport] {self.kind}")
+        proxy: tuple[str | None, Any] = (None, None) if http_client is not None else _proxy_for(
+            self.url, o, f"[transport] {self.kind}")  # a user's client brings its own
+        self._proxy, self._proxy_auth = proxy
         self._pool: SessionPool[Engine] = SessionPool(self._new_engine)
 
     # -- what subclasses provide ---------------------------------------------------------------
@@ -224,20 +213,42 @@ class HTTPTransport:
     def _ids(self, request: LLMRequest) -> dict[str, str] | None:
         # the request id is kept across retries, so a provider can drop a duplicate
         header = self.options.idempotency_header
-        return {header: request.request_id} if header else None
+        if not header:
+            return None
+        request_id = request.request_id
+        if not _SAFE_ID(request_id):  # checked at call entry too; here for requests built elsewhere
+            check_request_id(request_id)
+        return {header: request_id}
 
     def _new_engine(self, url: str | None = None) -> Engine:
         """An engine for ``url`` (default: the transport's endpoint)."""
         url = url or self.url
         o = self.options
-        common: dict[str, Any] = dict(where=self.name, limit=o.max_connections, keepalive_s=o.keepalive_s,
-                                      connect_timeout=o.connect_timeout_s, read_timeout=o.read_timeout_s)
-        if o.http_client == "aiohttp" or (o.http_client == "auto" and o.trust_env):
-            from ._aiohttp_engine import AiohttpEngine  # aiohttp is imported by those who use it
+        common: dict[str, Any] = dict(where=self.name, caps=self._caps, limit=o.max_connections,
+                                      keepalive_s=o.keepalive_s, connect_timeout=o.connect_timeout_s,
+                                      read_timeout=o.read_timeout_s, ssl_context=self._ssl)
+        if self._client is not None:
+            self._one_loop_only()
+        if self._client is not None or o.http_client == "httpx":
+            from ._httpx_engine import HttpxEngine  # httpx is imported by those who use it
 
-            return AiohttpEngine(url, self._headers, limit_per_host=o.max_connections_per_host,
-                                 trust_env=o.trust_env, **common)
-        return H1Pool(url, self._headers, **common)
+            return HttpxEngine(url, self._headers, client=self._client, proxy=o.proxy,
+                               trust_env=o.trust_env, **common)
+        from ._aiohttp_engine import AiohttpEngine
+
+        return AiohttpEngine(url, self._headers, limit_per_host=o.max_connections_per_host,
+                             proxy=self._proxy, proxy_auth=self._proxy_auth, **common)
+
+    def _one_loop_only(self) -> None:
+        """A user's httpx client holds connections of the loop it was first used on."""
+        current = asyncio.get_running_loop()
+        if any(loop is not current and not loop.is_closed() and not engine.closed
+               for loop, engine in self._pool.items()):
+            raise ConfigError(
+                f"{self.name}: the httpx.AsyncClient given as http_client is in use on another event "
+                "loop; an httpx client works on one event loop only. Make all calls from one loop "
+                "(sync calls run on llmchain's own loops: the main thread's, or its loop thread for "
+                "other threads), or give each loop its own transport")
 
     def _feed(self, state: StreamState, event: str | None, data: str) -> str | None:
         try:
@@ -272,3 +283,51 @@ class HTTPTransport:
         key = mask(self._api_key) if o.api_key_env else "<none>"
         return (f"{type(self).__name__}(base_url={o.base_url!r}, model={o.model!r}, "
                 f"api_key_env={o.api_key_env!r}, api_key={key}, sessions={len(self._pool)})")
+
+
+_SAFE_ID = re.compile(r"^[\x21-\x7e]{1,200}$").match
+
+
+def _check_user_client(client: Any, o: HTTPOptions, kind: str) -> None:
+    """A user's httpx client carries its own network settings; options that would be ignored
+    are refused rather than silently dropped."""
+    import httpx
+
+    if not isinstance(client, httpx.AsyncClient):
+        raise ConfigError(f"[transport] {kind}: http_client must be an httpx.AsyncClient, got "
+                          f"{type(client).__name__} (a sync httpx.Client cannot be used)")
+    ignored = [name for name in ("proxy", "ca_bundle", "client_cert", "client_key")
+               if getattr(o, name) is not None] + (["verify"] if not o.verify else [])
+    if ignored:
+        raise ConfigError(f"[transport] {kind}: options {ignored} do not apply with your own "
+                          "httpx.AsyncClient: set them on the client (httpx.AsyncClient(proxy=..., "
+                          "verify=ssl_context, ...)) instead")
+
+
+def _proxy_for(url: str, o: HTTPOptions, where: str) -> tuple[str | None, Any]:
+    """The aiohttp engine's proxy (and its credentials), resolved once: the explicit ``proxy``,
+    else, with ``trust_env``, HTTP(S)_PROXY / ALL_PROXY / NO_PROXY as httpx and requests read
+    them. A proxy from the environment that the engine cannot use fails the build."""
+    if o.proxy is not None:
+        return (o.proxy, None) if o.http_client == "aiohttp" else (None, None)
+    if not o.trust_env:
+        return None, None
+    from aiohttp.helpers import get_env_proxy_for_url
+    from yarl import URL
+
+    try:
+        proxy, auth = get_env_proxy_for_url(URL(url))
+    except LookupError:
+        return None, None
+    scheme = proxy.scheme
+    if o.http_client == "httpx":
+        if scheme.startswith("socks") and importlib.util.find_spec("socksio") is None:
+            raise ConfigError(f"{where}: the proxy from the environment uses {scheme}://, which httpx "
+                              "can use only with socksio installed (pip install 'httpx[socks]'), "
+                              "or set trust_env = false")
+        return None, None  # httpx reads the environment itself (trust_env)
+    if scheme not in ("http", "https"):
+        raise ConfigError(f"{where}: the proxy from the environment ({proxy.with_password(None)}) "
+                          f"uses {scheme}://, which the aiohttp engine cannot use; use an http:// proxy, "
+                          'http_client = "httpx" (with socksio installed), or trust_env = false')
+    return str(proxy), auth

@@ -72,6 +72,9 @@ class SessionPool(Generic[E]):
                 self._sessions = {**live, loop: session}  # copy-on-write: readers take no lock
             return session
 
+    def items(self) -> list[tuple[asyncio.AbstractEventLoop, E]]:
+        return list(self._sessions.items())
+
     def __len__(self) -> int:
         return len(self._sessions)
 

@@ -62,8 +62,9 @@ class AnthropicTransport(HTTPTransport):
 
     options: Options
 
-    def __init__(self, options: Options | None = None, *, clock: Clock = REAL_CLOCK) -> None:
-        super().__init__(options, clock=clock)
+    def __init__(self, options: Options | None = None, *, clock: Clock = REAL_CLOCK,
+                 http_client: Any = None) -> None:
+        super().__init__(options, clock=clock, http_client=http_client)
 
     def auth_headers(self) -> dict[str, str]:
         headers = {"anthropic-version": self.options.version}

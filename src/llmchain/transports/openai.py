@@ -88,8 +88,9 @@ class OpenAITransport(HTTPTransport):
 
     options: Options
 
-    def __init__(self, options: Options | None = None, *, clock: Clock = REAL_CLOCK) -> None:
-        super().__init__(options, clock=clock)
+    def __init__(self, options: Options | None = None, *, clock: Clock = REAL_CLOCK,
+                 http_client: Any = None) -> None:
+        super().__init__(options, clock=clock, http_client=http_client)
         query = "?" + urlencode(self.options.query) if self.options.query else ""
         self.url += query
         self.embed_url = self.options.base_url.rstrip("/") + self.options.embeddings_path + query
