@@ -85,6 +85,8 @@ class BudgetMiddleware:
     """Refuse calls that would pass a spend limit; count what calls really cost."""
 
     name = kind = "budget"
+    #: Streams take the default: reserved when the call starts, settled from the final usage.
+    roles = frozenset({"budget"})
     #: The chain puts the transport's identity (its default model) in the metadata for pricing.
     needs_transport_identity = True
 

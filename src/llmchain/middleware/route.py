@@ -32,6 +32,7 @@ from __future__ import annotations
 import asyncio
 import random
 from collections.abc import Callable, Mapping
+from functools import partial
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -50,6 +51,7 @@ from .._exceptions import (
     TransportError,
 )
 from .._models import LLMRequest, LLMResponse, copy_with
+from .._stream import on_final
 from .._tokens import get_estimator
 from .._types import Middleware, Next, Transport
 from ..hookspecs import hookimpl
@@ -78,6 +80,10 @@ class RouteMiddleware:
     """Send each call to one of several deployments, chosen by a strategy, skipping failed ones."""
 
     name = kind = "route"
+    roles = frozenset({"route"})
+    #: A failure before a stream's first chunk moves to the next deployment like any failure;
+    #: the deployment's label is put on the stream's final response when it ends.
+    handles_streams = True
 
     class Options(SharedStateOptions):
         deployments: list[Deployment] = Field(min_length=1, description="Where calls may go.")
@@ -145,10 +151,9 @@ class RouteMiddleware:
                 if isinstance(outcome, LLMResponse):
                     why = reason if not skipped else f"{reason}; after {', '.join(skipped)}"
                     emit("route", "route", deployment=built.name, reason=why)
-                    notes = {**outcome.notes, "route": {"deployment": built.name, "strategy": o.strategy,
-                                                        "reason": reason, "skipped": list(skipped)}}
-                    # a deployment on the chain's transport may already be labelled by a stage inside
-                    return copy_with(outcome, {"served_by": outcome.served_by or built.name, "notes": notes})
+                    note = {"deployment": built.name, "strategy": o.strategy, "reason": reason,
+                            "skipped": list(skipped)}
+                    return on_final(outcome, partial(_labelled, name=built.name, note=note))
                 if isinstance(outcome, float):  # its limiter has no room now: no cost, try later
                     waits.append(outcome)
                     skipped.append(f"{built.name}: at its limit")
@@ -321,3 +326,10 @@ def _deployment_problem(error: CallError) -> bool:
 @hookimpl
 def register_middleware(register: Callable[[str, Any], None]) -> None:
     register("route", RouteMiddleware)
+
+
+def _labelled(response: LLMResponse, *, name: str, note: dict[str, Any]) -> LLMResponse:
+    """The answer labelled with the deployment that gave it (a deployment on the chain's
+    transport may already be labelled by a stage inside)."""
+    return copy_with(response, {"served_by": response.served_by or name,
+                                "notes": {**response.notes, "route": note}})
