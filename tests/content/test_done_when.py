@@ -146,3 +146,23 @@ def test_cache_never_confuses_requests_differing_only_in_an_image(kind: str) -> 
         again = chain.complete([Message(role="user", content=["what?", ImagePart(data=one)])])
         assert (first.cache.status, second.cache.status, again.cache.status) == ("miss", "miss", "hit")
         assert server.request_count == 2
+
+
+def test_streamed_tool_call_with_bad_arguments_is_checked_when_the_stream_ends() -> None:
+    transport = MockTransport.scripted(MockReply(tool_calls=({"name": "get_time", "arguments": {"zone": 1}},)))
+    with pytest.raises(OutputInvalid) as caught:
+        list(Chain(["validate"], transport).stream("time?", tools=[get_time]))
+    assert caught.value.errors == ["get_time (call_1): <root>: 'city' is a required property",
+                                   "get_time (call_1): zone: 1 is not of type 'string'"]
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_streamed_tool_call_with_bad_arguments_is_reasked_and_replaced(kind: str) -> None:
+    answers = iter([{"tool_calls": [{"name": "get_time", "arguments": {"city": 7}}]},
+                    {"tool_calls": [{"name": "get_time", "arguments": {"city": "Paris"}}]}])
+    with FaultServer(content=lambda body: next(answers)) as server:
+        stream = default_chain(server, kind).stream("time?", tools=[get_time])
+        list(stream)
+        response = stream.response
+        assert response is not None and response.tool_calls[0].args == {"city": "Paris"}
+        assert response.notes["repaired"] == "reask" and server.request_count == 2

@@ -14,6 +14,7 @@ from inside (a ParseError) leave tagged with this schema, so ``repair`` re-check
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_serializer, field_validator, model_validator
@@ -29,7 +30,7 @@ from .._schema import (
     schema_for_json,
     schema_for_type,
 )
-from .._stream import at_end
+from .._stream import at_end, on_final
 from .._structured import check_value, remember, resolve_schema
 from .._tool_check import check_tool_calls
 from .._types import Next
@@ -101,7 +102,7 @@ class ValidateMiddleware:
             return await call_next(request)
         if request.tools:  # tool calls in the answer are checked against their tools' schemas
             response = await self._validate(request, call_next)
-            return check_tool_calls(request, response) if response.tool_calls else response
+            return on_final(response, partial(_tools_checked, request))
         if request.output_type is None and request.output_schema is None and self._own is None:
             return await call_next(request)  # nothing to check: no extra frame for plain calls
         return await self._validate(request, call_next)
@@ -177,3 +178,8 @@ def _compile_own(options: ValidateMiddleware.Options) -> OutputSchema | None:
 @hookimpl
 def register_middleware(register: Callable[[str, Any], None]) -> None:
     register("validate", ValidateMiddleware)
+
+
+def _tools_checked(request: LLMRequest, response: LLMResponse) -> LLMResponse:
+    """The answer, once its tool calls (a streamed answer's: when it ends) fit their schemas."""
+    return check_tool_calls(request, response) if response.tool_calls else response
