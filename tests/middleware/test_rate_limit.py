@@ -292,3 +292,49 @@ def test_a_429_without_retry_after_pauses_until_its_headers_say_capacity_is_back
     _run(stage.handle(_request(), inner))
     assert clock.sleeps == [1.0]  # one request refills in 60 s / 60
 
+
+
+@pytest.mark.parametrize("options", [{}, {"rpm": 1000}])
+def test_an_all_day_retry_after_pauses_at_most_max_pause_s_and_fails_calls_fast(
+        options: dict[str, Any]) -> None:
+    clock = FakeClock()
+    stage = _stage(clock, **options)
+    events: list[Event] = []
+    inner = ScriptedNext(RateLimited("429", retry_after=86400), "ok", clock=clock)
+    with pytest.raises(RateLimited):
+        _run(stage.handle(_request(), inner))
+    clock.advance(10)
+    with pytest.raises(RateLimited) as info:  # fails fast: no sleep, the server is not called
+        _run(stage.handle(_request(), inner))
+    error = info.value
+    assert error.server_asked_s == 86400 and error.status_code is None and not error.retryable
+    assert "local rate limiter refused" in error.message and "86400s" in error.message
+    assert "max_pause_s=60" in error.message and error.retry_after == pytest.approx(50)
+    assert inner.call_count == 1 and clock.sleeps == []
+    clock.advance(50)  # the capped pause is over: calls go to the server again
+    assert _run(stage.handle(_request(), inner)).text == "ok"
+    assert inner.call_count == 2 and clock.sleeps == [] and not events
+
+
+def test_a_remaining_zero_with_a_huge_reset_is_capped_too() -> None:
+    clock = FakeClock()
+    stage = _stage(clock, max_pause_s=5)
+    headers = {"x-ratelimit-limit-requests": "100", "x-ratelimit-remaining-requests": "0",
+               "x-ratelimit-reset-requests": "20h"}
+    inner = ScriptedNext(_answer(headers=headers), "ok", clock=clock)
+    _run(stage.handle(_request(), inner))
+    with pytest.raises(RateLimited, match="max_pause_s=5") as info:
+        _run(stage.handle(_request(), inner))
+    assert info.value.server_asked_s == pytest.approx(720)  # one request refills in 20 h / 100
+    clock.advance(5)
+    assert _run(stage.handle(_request(), inner)).text == "ok"
+
+
+def test_a_pause_within_the_cap_is_still_waited_out() -> None:
+    clock = FakeClock()
+    stage = _stage(clock)
+    inner = ScriptedNext(RateLimited("429", retry_after=60), "ok", clock=clock)
+    with pytest.raises(RateLimited):
+        _run(stage.handle(_request(), inner))
+    assert _run(stage.handle(_request(), inner)).text == "ok"
+    assert clock.sleeps == [60.0]

@@ -16,7 +16,17 @@ import redis
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from llmchain import Chain, CircuitOpen, ConfigError, LLMRequest, LLMResponse, Message, ProviderError, Usage
+from llmchain import (
+    Chain,
+    CircuitOpen,
+    ConfigError,
+    GaveUp,
+    LLMRequest,
+    LLMResponse,
+    Message,
+    ProviderError,
+    Usage,
+)
 from llmchain.middleware.circuit_breaker import CircuitBreakerMiddleware
 from llmchain.middleware.rate_limit import RateLimitMiddleware
 from llmchain.policies.admission import AdmissionLog, RateLimits
@@ -199,6 +209,39 @@ def test_idle_keys_expire_once_they_cannot_matter(settings: RedisSettings, redis
     assert len(names) == 2 and all(10_000 < client.pttl(n) <= 11_000 for n in names)
 
 
+def test_a_capped_server_pause_refuses_in_every_worker_and_expires_with_the_cap(
+        settings: RedisSettings, redis_url: str) -> None:
+    from llmchain import RateLimited
+    clock = FakeClock()
+    stages = [RateLimitMiddleware(RateLimitMiddleware.Options(rpm=100), clock=clock,
+                                  store=RedisRateLimitStore(settings)) for _ in range(2)]
+    calls = 0
+
+    async def provider(request: LLMRequest) -> LLMResponse:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise RateLimited("429", retry_after=86400)
+        return LLMResponse(text="ok", usage=Usage())
+
+    async def run() -> None:
+        request = LLMRequest(messages=(Message(role="user", content="x"),), model="m")
+        with pytest.raises(RateLimited):
+            await stages[0].handle(request, provider)
+        with pytest.raises(RateLimited, match="asked callers of 'm' to wait 86400s") as info:
+            await stages[1].handle(request, provider)  # another worker fails fast too
+        assert info.value.server_asked_s == 86400 and calls == 1
+        assert 0 < (info.value.retry_after or 0) <= 60
+        assert await stages[1].store.pause_info("m", clock.now()) == (pytest.approx(60, abs=1), 86400)
+        for stage in stages:
+            await stage.store.aclose()  # type: ignore[attr-defined]
+
+    asyncio.run(run())
+    client = redis.Redis.from_url(redis_url)
+    names = [n for n in client.scan_iter(match=f"{settings.key_prefix}*") if n.endswith(b":state")]
+    assert names and all(0 < client.pttl(n) <= 61_000 for n in names)  # the TTL follows the cap
+
+
 # -- the stages, configured by name -----------------------------------------------------------
 
 
@@ -314,3 +357,56 @@ def test_a_call_ending_at_its_deadline_still_settles_its_booking(
     state = next(n for n in client.scan_iter(match=f"{settings.key_prefix}:rl:*:state"))
     assert client.hget(state, "t") == "10"  # the booking was replaced by the real usage
     client.close()
+
+
+@EXAMPLES
+@given(ops=st.lists(st.tuples(st.sampled_from(["1", "0", ""]), STEPS), max_size=40))
+def test_the_lua_throttle_counts_exactly_like_the_python_throttle(
+        redis_url: str, prefix: str, ops: list[tuple[str, float]]) -> None:
+    from llmchain.policies.budget import AdaptiveThrottle
+    from llmchain.stores.state_redis import RedisThrottleStore
+    store = RedisThrottleStore(_fresh_settings(redis_url, prefix), time_base="caller")
+    model = AdaptiveThrottle(k=2.0, window_s=60.0)
+
+    async def run() -> None:
+        now = 1000.0
+        for accepted, dt in ops:
+            now += dt
+            if accepted:
+                await store.record("m", now, accepted == "1", 2.0, 60.0)
+                model.record(now, accepted == "1")
+            assert await store.totals("m", now, 2.0, 60.0) == model.totals(now)
+        await store.aclose()
+
+    asyncio.run(run())
+
+
+def test_an_outage_seen_by_one_worker_throttles_retries_in_another(settings: RedisSettings) -> None:
+    from llmchain.middleware.retry import RetryMiddleware
+    from llmchain.stores.state_redis import RedisThrottleStore
+    clock = FakeClock()
+    stages = []
+    for _ in range(2):
+        stage = RetryMiddleware(RetryMiddleware.Options(max_attempts=3, throttle_min_attempts=0),
+                                clock=clock, rng=lambda: 0.0)
+        stage.throttle_store, stage._memory_throttle = RedisThrottleStore(settings), None
+        stages.append(stage)
+    attempts = 0
+
+    async def down(request: LLMRequest) -> LLMResponse:
+        nonlocal attempts
+        attempts += 1
+        raise ProviderError("HTTP 503", status_code=503)
+
+    async def run() -> None:
+        for _ in range(3):
+            with pytest.raises(GaveUp):
+                await stages[0].handle(LLMRequest(messages=(Message(role="user", content="x"),)), down)
+        before = attempts
+        with pytest.raises(GaveUp, match="throttling"):
+            await stages[1].handle(LLMRequest(messages=(Message(role="user", content="x"),)), down)
+        assert attempts == before + 1  # worker two saw worker one's failures: no retry
+        for stage in stages:
+            await stage.throttle_store.aclose()  # type: ignore[union-attr]
+
+    asyncio.run(run())

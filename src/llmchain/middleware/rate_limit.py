@@ -5,10 +5,12 @@ one request and its estimated tokens (prompt estimate + ``max_tokens``); callers
 until their slot, in the order they booked, holding no lock. A slot later than the call's
 deadline is refused at once with ``RateLimited`` (``retry_after`` = the wait needed). After the
 call the booking is corrected to the real usage. The stage adapts to the provider: a 429 pauses
-every caller of that key for ``Retry-After`` (or ``pause_s``); ``x-ratelimit-remaining-*`` /
-``anthropic-ratelimit-*-remaining`` headers at zero pause callers until enough capacity is
-back, and the provider's reported limits lower the configured ones. State lives behind a
-``RateLimitStore`` (memory here; a shared store lets several processes share one budget).
+every caller of that key for ``Retry-After`` (or ``pause_s``), at most ``max_pause_s`` (60 s:
+a longer ask pauses that long and fails calls fast meanwhile, saying what the server asked);
+``x-ratelimit-remaining-*`` / ``anthropic-ratelimit-*-remaining`` headers at zero pause
+callers until enough capacity is back, and the provider's reported limits lower the configured
+ones. State lives behind a ``RateLimitStore`` (memory here; a shared store lets several
+processes share one budget).
 """
 
 from __future__ import annotations
@@ -72,6 +74,7 @@ class RateLimitMiddleware:
         output_tokens: int = Field(256, ge=0, description="Output tokens booked when a request sets no max_tokens.")  # noqa: E501
         max_wait_s: float | None = Field(None, ge=0, description="Longest wait for a slot even when the deadline allows more; None: only the deadline bounds it.")  # noqa: E501
         pause_s: float = Field(1.0, ge=0, description="How long every caller pauses after a provider 429 that gives no Retry-After.")  # noqa: E501
+        max_pause_s: float = Field(60.0, ge=0, description="Longest pause the limiter imposes after a 429 or remaining: 0 (as retry's max_retry_after_s). A longer ask pauses for this long, and calls fail fast meanwhile with RateLimited (server_asked_s set) instead of waiting.")  # noqa: E501
         adapt: bool = Field(True, description="Follow the provider's 429s and rate-limit headers.")
 
     def __init__(
@@ -182,10 +185,13 @@ class RateLimitMiddleware:
     async def _wait_out_pause(self, key: str, request: LLMRequest) -> None:
         clock = self._clock
         while True:
-            paused = await self.store.paused_for(key, clock.now())
+            paused, asked = await self.store.pause_info(key, clock.now())
             if paused <= 0:
                 return
             left = time_left(request, clock)
+            if asked is not None:
+                raise self._refused(key, Reservation(False, paused, None, "server_pause", asked),
+                                    left, 0, self._limits)
             cap = self.options.max_wait_s
             if (left is not None and paused >= left) or (cap is not None and paused > cap):
                 raise self._refused(key, Reservation(False, paused, None, "paused"), left, 0,
@@ -208,6 +214,16 @@ class RateLimitMiddleware:
                 f"max_tokens), more than the limit of {limits.tokens} per {period}; it can never "
                 "be sent", status_code=None, retryable=False,
                 hint="lower max_tokens or shorten the prompt, or raise tpm")
+        if res.reason == "server_pause":
+            asked = res.asked_s or 0.0
+            return RateLimited(
+                f"local rate limiter refused the call (the server did not see it): the server "
+                f"asked callers of {key!r} to wait {asked:g}s, more than max_pause_s="
+                f"{self.options.max_pause_s:g}; rather than block every call that long, calls "
+                f"fail fast for {res.wait_s:.3g}s more, then go to the server again",
+                status_code=None, retry_after=res.wait_s, retryable=False, server_asked_s=asked,
+                hint="the provider may have a daily or account quota exhausted; check its "
+                     "dashboard, or raise max_pause_s to wait longer")
         if left is not None and (self.options.max_wait_s is None or left <= self.options.max_wait_s):
             bound = f"past the call's deadline ({left:.3g}s left)"
         else:
@@ -226,9 +242,13 @@ class RateLimitMiddleware:
     async def _pause(self, key: str, seconds: float, reason: str) -> None:
         if seconds <= 0:
             return
-        emit("rate_limit_wait", "rate_limit", key=key, pause_s=seconds, reason=reason)
+        cap = self.options.max_pause_s
+        asked = seconds if seconds > cap else None  # never a silent all-day block
+        seconds = min(seconds, cap)
+        emit("rate_limit_wait", "rate_limit", key=key, pause_s=seconds, reason=reason,
+             server_asked_s=asked)
         try:
-            await self.store.pause(key, self._clock.now(), seconds)
+            await self.store.pause(key, self._clock.now(), seconds, asked)
         except Exception:
             emit("store_unavailable", "rate_limit", key=key, operation="pause")
 

@@ -40,13 +40,16 @@ class Reservation(NamedTuple):
     """The outcome of ``reserve``: admitted (send after ``wait_s``) or refused.
 
     When refused, ``wait_s`` is the wait that would have been needed (``inf`` if the call is
-    larger than the limit itself) and ``reason`` says why: ``"deadline"`` or ``"too_large"``.
+    larger than the limit itself) and ``reason`` says why: ``"deadline"``, ``"too_large"`` or
+    ``"server_pause"`` (the server asked for a pause longer than the cap: ``asked_s`` seconds;
+    calls fail fast until the capped pause, ``wait_s`` from now, is over).
     """
 
     admitted: bool
     wait_s: float
     ticket: object = None
     reason: str | None = None
+    asked_s: float | None = None
 
 
 class Ticket:
@@ -67,7 +70,7 @@ class Ticket:
 class AdmissionLog:
     """The log for one key. Not thread-safe by itself: stores call it under a lock."""
 
-    __slots__ = ("entries", "last", "paused_until", "requests", "tokens")
+    __slots__ = ("asked_s", "entries", "last", "paused_until", "refuse_until", "requests", "tokens")
 
     def __init__(self) -> None:
         self.entries: deque[Ticket] = deque()
@@ -75,6 +78,8 @@ class AdmissionLog:
         self.tokens = 0
         self.last = -math.inf  # time of the latest reservation (FIFO floor)
         self.paused_until = -math.inf
+        self.refuse_until = -math.inf  # a capped over-long server pause: fail fast until then
+        self.asked_s = 0.0  # what the server asked for, for the error message
 
     def reserve(
         self, now: float, requests: int, tokens: int, limits: RateLimits, max_wait: float | None
@@ -83,6 +88,8 @@ class AdmissionLog:
         max_r, max_t, period = limits.requests, limits.tokens, limits.period_s
         if (max_r is not None and requests > max_r) or (max_t is not None and tokens > max_t):
             return Reservation(False, math.inf, None, "too_large")
+        if self.refuse_until > now:
+            return Reservation(False, self.refuse_until - now, None, "server_pause", self.asked_s)
         at = now
         if self.last > at:
             at = self.last
@@ -130,7 +137,12 @@ class AdmissionLog:
         ticket.requests = requests
         ticket.tokens = tokens
 
-    def pause(self, until: float) -> None:
-        """No reservation may start before ``until`` (the provider said to back off)."""
+    def pause(self, until: float, asked_s: float | None = None) -> None:
+        """No reservation may start before ``until`` (the provider said to back off). With
+        ``asked_s`` (the server asked for longer than the cap), reservations are refused until
+        then instead of waiting."""
         if until > self.paused_until:
             self.paused_until = until
+        if asked_s is not None and until > self.refuse_until:
+            self.refuse_until = until
+            self.asked_s = asked_s
