@@ -31,6 +31,7 @@ def _run(coro: Coroutine[Any, Any, Any]) -> Any:
 
 def _stage(clock: FakeClock, **options: Any) -> RateLimitMiddleware:
     options.setdefault("tokenizer", "heuristic")
+    options.setdefault("burst_s", None)  # window semantics; pacing has its own tests
     return RateLimitMiddleware(RateLimitMiddleware.Options(**options), clock=clock)
 
 
@@ -118,7 +119,11 @@ def test_provider_headers_pause_callers_and_lower_the_limits() -> None:
                "x-ratelimit-remaining-tokens": "49000", "x-ratelimit-reset-tokens": "1s"}
     inner = ScriptedNext(_answer(headers=headers), "ok", clock=clock)
     _run(stage.handle(_request(), inner))
-    assert stage.limits_for("default").requests == 100 and stage.limits_for("default").tokens == 50000
+    learned = stage.limits_for("default")  # rates from limit, remaining and reset together
+    assert learned.requests / learned.period_s == pytest.approx(100 / 2, rel=0.01)
+    assert learned.tokens / learned.period_s == pytest.approx(1000 / 1, rel=0.01)
+    assert learned.period_s == pytest.approx(50)  # the slower bucket's window (50000 / 1000)
+    assert learned.burst_s == pytest.approx(2)  # paced within the requests bucket (100 / 50)
     _run(stage.handle(_request(), inner))
     assert clock.sleeps == [pytest.approx(0.02)]  # one request refills in 2 s / 100
 

@@ -45,7 +45,8 @@ RESERVE = st.tuples(st.just("reserve"), STEPS, st.integers(1, 2), st.integers(0,
 RECONCILE = st.tuples(st.just("reconcile"), st.integers(0, 40), st.integers(0, 2), st.integers(0, 80))
 PAUSE = st.tuples(st.just("pause"), STEPS, st.sampled_from([0.5, 1.0, 10.0, 40.0]))
 LIMITS = st.builds(RateLimits, st.one_of(st.none(), st.integers(1, 5)),
-                   st.one_of(st.none(), st.integers(80, 200)), st.sampled_from([1.0, 10.0, 60.0]))
+                   st.one_of(st.none(), st.integers(80, 200)), st.sampled_from([1.0, 10.0, 60.0]),
+                   st.sampled_from([None, 1.0, 5.0]))
 
 
 _examples = itertools.count()
@@ -255,7 +256,7 @@ def test_two_chains_built_from_toml_share_one_redis_budget(
         tmp_path: Path, redis_url: str, prefix: str, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TEAM_REDIS", with_query(redis_url, key_prefix=prefix))
     config = _toml(tmp_path, '[[stages]]\nuse = "rate_limit"\nrpm = 3\nstore = "redis"\n'
-                             'store_url_env = "TEAM_REDIS"\nshare = "team"\n')
+                             'store_url_env = "TEAM_REDIS"\nshare = "team"\nburst_s = 0\n')
     first, second = Chain.from_config(config), Chain.from_config(config)
     sent = [chain.complete("hi", timeout_s=0.5).text for chain in (first, second, first)]
     assert sent == ["hi"] * 3
@@ -309,7 +310,7 @@ def test_one_round_trip_per_reservation(
 
     monkeypatch.setattr(redis.asyncio.Redis, "execute_command", counting)
     monkeypatch.setenv("REDIS_URL", with_query(redis_url, key_prefix=prefix))
-    limiter = RateLimitMiddleware(RateLimitMiddleware.Options(rpm=100, store="redis"))
+    limiter = RateLimitMiddleware(RateLimitMiddleware.Options(rpm=100, store="redis", burst_s=None))
     breaker = CircuitBreakerMiddleware(CircuitBreakerMiddleware.Options(store="redis"))
     chain = Chain([breaker, limiter])
 

@@ -15,6 +15,8 @@ processes share one budget).
 
 from __future__ import annotations
 
+import logging
+import re
 from collections.abc import Callable, Mapping
 from typing import Any, Literal
 
@@ -28,11 +30,13 @@ from .._tokens import get_estimator
 from .._types import Next
 from ..hookspecs import hookimpl
 from ..policies.admission import RateLimits, Reservation
-from ..policies.headers import rate_limit_hints
+from ..policies.headers import RateLimitHints, rate_limit_hints
+from ..policies.learned import LimitLearner
 from ..stores._shared import SharedStateOptions, store_deadline
 from ..stores.base import RateLimitStore, open_rate_limit_store
 from ..stores.memory import MemoryRateLimitStore
 
+_log = logging.getLogger("llmchain.rate_limit")
 _REMAINING = (
     ("x-ratelimit-remaining-requests", "x-ratelimit-remaining-tokens", "x-ratelimit-limit-requests",
      "x-ratelimit-limit-tokens"),
@@ -53,12 +57,6 @@ def _int(value: str | None) -> int | None:
             return None
 
 
-def _lower(configured: int | None, learned: int | None) -> int | None:
-    if learned is None or learned <= 0:
-        return configured
-    return learned if configured is None else min(configured, learned)
-
-
 class RateLimitMiddleware:
     """Keep calls within requests- and tokens-per-minute limits, waiting in FIFO order."""
 
@@ -76,6 +74,8 @@ class RateLimitMiddleware:
         pause_s: float = Field(1.0, ge=0, description="How long every caller pauses after a provider 429 that gives no Retry-After.")  # noqa: E501
         max_pause_s: float = Field(60.0, ge=0, description="Longest pause the limiter imposes after a 429 or remaining: 0 (as retry's max_retry_after_s). A longer ask pauses for this long, and calls fail fast meanwhile with RateLimited (server_asked_s set) instead of waiting.")  # noqa: E501
         adapt: bool = Field(True, description="Follow the provider's 429s and rate-limit headers.")
+        limits: Literal["learn", "configured"] = Field("learn", description='"learn": the rates the provider\'s headers imply (limit, remaining and reset together) lower the configured ones; "configured": rpm/tpm are authoritative (429s and remaining: 0 still pause).')  # noqa: E501
+        burst_s: float | None = Field(1.0, ge=0, description="Pacing: requests are spread at the limit's rate with at most this many seconds' worth at once (1.0 = 1/60 of a per-minute limit, at least one call). 0 or None: no pacing, a whole window's limit may go at once.")  # noqa: E501
 
     def __init__(
         self,
@@ -88,12 +88,13 @@ class RateLimitMiddleware:
         self._clock = clock
         self.store = store or open_rate_limit_store(o.store, share=o.share, url=o.store_address())
         self._memory = self.store if isinstance(self.store, MemoryRateLimitStore) else None
-        self._limits = RateLimits(o.rpm, o.tpm, o.period_s)
-        self._effective: dict[str, RateLimits] = {}  # per key, lowered by provider headers
-        self._seen_limits: dict[str, tuple[str | None, str | None]] = {}
+        self._limits = RateLimits(o.rpm, o.tpm, o.period_s, o.burst_s or None)
+        self._effective: dict[str, RateLimits] = {}  # per key, from what the provider reported
+        self._learners: dict[str, LimitLearner] = {}
+        self._warned: set[tuple[str, str]] = set()  # contradictions already logged, per key
         self._per_model = o.key == "model"
         self._adaptive = o.adapt
-        self._learn = o.adapt and o.period_s == 60.0  # provider limits are per minute
+        self._learn = o.adapt and o.limits == "learn"
         self._estimator = get_estimator(o.tokenizer) if (o.tpm is not None or self._learn) else None
 
     def limits_for(self, key: str) -> RateLimits:
@@ -147,6 +148,9 @@ class RateLimitMiddleware:
                 else:
                     await self.store.reconcile(key, ticket, requests=1, tokens=actual)
         if self._adaptive and response.headers:
+            learner = self._learners.get(key)
+            if learner is not None:  # "never below what the server accepted" needs the count
+                learner.accept(self._clock.now(), self._effective.get(key, self._limits).period_s)
             pause = self._adapt(key, response.headers, tokens)
             if pause > 0:
                 await self._pause(key, pause, "provider_remaining")
@@ -263,25 +267,42 @@ class RateLimitMiddleware:
                 break
         else:
             return 0.0
-        lim_r, lim_t = names[2], names[3]
         n_r, n_t = _int(remaining_r), _int(remaining_t)
         low = (n_r is not None and n_r <= 0) or (n_t is not None and n_t < max(tokens, 1))
-        seen = (headers.get(lim_r), headers.get(lim_t))
-        learn = self._learn and seen != self._seen_limits.get(key)
-        if not (low or learn):
+        if not (low or self._learn):
             return 0.0
         hints = rate_limit_hints(headers, self._clock.wall())
-        if learn:
-            self._seen_limits[key] = seen
-            base = self._limits
-            self._effective[key] = RateLimits(_lower(base.requests, hints.limit_requests),
-                                              _lower(base.tokens, hints.limit_tokens), base.period_s)
+        if self._learn:
+            self._learn_from(key, hints)
         wait = 0.0
         if n_r is not None and n_r <= 0:
             wait = _refill_wait(1, n_r, hints.limit_requests, hints.reset_requests_s)
         if n_t is not None and n_t < max(tokens, 1):
             wait = max(wait, _refill_wait(max(tokens, 1), n_t, hints.limit_tokens, hints.reset_tokens_s))
         return wait
+
+    def _learn_from(self, key: str, hints: RateLimitHints) -> None:
+        learner = self._learners.get(key)
+        if learner is None:
+            learner = self._learners[key] = LimitLearner()
+        contradictions = learner.observe(hints)
+        limits, note = learner.limits(self._limits, self._clock.now())
+        if note is not None:
+            contradictions.append(note)
+        if limits is not self._limits:
+            self._effective[key] = limits
+        for what in contradictions:
+            self._warn_once(key, what)
+
+    def _warn_once(self, key: str, what: str) -> None:
+        kind = re.sub(r"[\d.]+", "#", what)  # one log line per kind of contradiction
+        if (key, kind) in self._warned:
+            return
+        self._warned.add((key, kind))
+        message = (f"rate_limit: ignoring rate-limit headers for {key!r} that contradict what "
+                   f"was observed ({what}); logged once")
+        _log.warning(message)
+        emit("rate_limit_headers_ignored", "rate_limit", key=key, detail=what)
 
 
 def _refill_wait(needed: int, remaining: int, limit: int | None, reset_s: float | None) -> float:

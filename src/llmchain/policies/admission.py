@@ -1,9 +1,12 @@
 """Rate-limit admission for one key: a sliding-window log with FIFO reservations.
 
 Guarantee: within any window of ``period_s`` seconds, the requests (and the tokens) admitted
-never add up to more than the limit, while a full limit's worth may go at once (as providers
-allow). A full-burst token bucket holding the same limit (how OpenAI, Anthropic and the fault
-server account) therefore never refuses what this log admits.
+never add up to more than the limit. A full-burst token bucket holding the same limit (how
+OpenAI, Anthropic and the fault server account) therefore never refuses what this log admits.
+With ``burst_s`` set (the stage's default), admissions are also paced by a GCRA: a token
+bucket holding ``burst`` units and refilling at the limit's rate never refuses them, so a
+provider that enforces a per-minute limit over 1 s (Azure) does not see a minute's quota in
+one second.
 
 Callers *reserve*: ``reserve`` returns when the caller may send (``wait_s`` from now) and
 books that slot at once, so callers are served in the order they reserved (a reservation is
@@ -29,11 +32,25 @@ from typing import NamedTuple
 
 @dataclass(frozen=True, slots=True)
 class RateLimits:
-    """Limits per ``period_s`` seconds; ``None`` means that dimension is not limited."""
+    """Limits per ``period_s`` seconds; ``None`` means that dimension is not limited.
+
+    ``burst_s``: pacing (GCRA) of requests. Admissions are spread at the requests limit's rate,
+    with at most ``burst_s`` seconds' worth of it at once (at least one call): ``burst_s = 1``
+    lets 10 of a 600-per-minute limit go together, then one every 0.1 s. None: no pacing, a
+    whole window's limit may go at once. Tokens are bounded by the window only: their bookings
+    are estimates (corrected afterwards), too coarse to pace on.
+    """
 
     requests: int | None = None
     tokens: int | None = None
     period_s: float = 60.0
+    burst_s: float | None = None
+
+    def burst(self, limit: int) -> float:
+        """Units allowed at once for a dimension limited to ``limit`` (at least 1)."""
+        if self.burst_s is None:
+            return float(limit)
+        return max(1.0, min(float(limit), limit * self.burst_s / self.period_s))
 
 
 class Reservation(NamedTuple):
@@ -70,7 +87,8 @@ class Ticket:
 class AdmissionLog:
     """The log for one key. Not thread-safe by itself: stores call it under a lock."""
 
-    __slots__ = ("asked_s", "entries", "last", "paused_until", "refuse_until", "requests", "tokens")
+    __slots__ = ("asked_s", "entries", "last", "paused_until", "refuse_until", "requests",
+                 "tat_r", "tokens")
 
     def __init__(self) -> None:
         self.entries: deque[Ticket] = deque()
@@ -80,6 +98,7 @@ class AdmissionLog:
         self.paused_until = -math.inf
         self.refuse_until = -math.inf  # a capped over-long server pause: fail fast until then
         self.asked_s = 0.0  # what the server asked for, for the error message
+        self.tat_r = -math.inf  # GCRA: the theoretical arrival time of requests (pacing)
 
     def reserve(
         self, now: float, requests: int, tokens: int, limits: RateLimits, max_wait: float | None
@@ -95,6 +114,9 @@ class AdmissionLog:
             at = self.last
         if self.paused_until > at:
             at = self.paused_until
+        if limits.burst_s is not None and max_r is not None and requests:  # pacing: GCRA
+            burst = limits.burst(max_r)
+            at = max(at, self.tat_r + (min(requests, burst) - burst) * (period / max_r))
         entries = self.entries
         sum_r, sum_t = self.requests, self.tokens
         passed = 0
@@ -122,6 +144,8 @@ class AdmissionLog:
             return Reservation(False, wait, None, "deadline")
         for _ in range(passed):  # later reservations are never earlier: these never count again
             entries.popleft().live = False
+        if limits.burst_s is not None and max_r is not None:
+            self.tat_r = max(self.tat_r, at) + requests * period / max_r
         ticket = Ticket(at, requests, tokens)
         entries.append(ticket)
         self.requests = sum_r + requests

@@ -33,7 +33,8 @@ end
 """
 
 #: KEYS: log, state. ARGV: now, requests, tokens, max_requests, max_tokens ("" = none),
-#: period_s, max_wait_s ("" = none). Returns {1, wait, member, at} or {0, wait, reason}
+#: period_s, max_wait_s ("" = none), burst_s ("" = no pacing).
+#: Returns {1, wait, member, at} or {0, wait, reason}
 #: ({0, wait, "server_pause", asked_s} while a capped over-long server pause is in force).
 RESERVE = _PRELUDE + """
 local now = clock(ARGV[1])
@@ -41,7 +42,7 @@ local req, tok = tonumber(ARGV[2]), tonumber(ARGV[3])
 local max_r, max_t = tonumber(ARGV[4]), tonumber(ARGV[5])
 local period, max_wait = tonumber(ARGV[6]), tonumber(ARGV[7])
 if (max_r and req > max_r) or (max_t and tok > max_t) then return {0, 'inf', 'too_large'} end
-local st = redis.call('HMGET', KEYS[2], 'r', 't', 'last', 'paused', 'refuse', 'asked')
+local st = redis.call('HMGET', KEYS[2], 'r', 't', 'last', 'paused', 'refuse', 'asked', 'tat_r')
 local sum_r, sum_t = tonumber(st[1]) or 0, tonumber(st[2]) or 0
 local last, paused = tonumber(st[3]), tonumber(st[4])
 local refuse = tonumber(st[5])
@@ -49,6 +50,21 @@ if refuse and refuse > now then return {0, fmt(refuse - now), 'server_pause', st
 local at = now
 if last and last > at then at = last end
 if paused and paused > at then at = paused end
+local burst_s = tonumber(ARGV[8])
+local tat_r = tonumber(st[7]) or -math.huge
+local function burst(limit)
+  local b = limit * burst_s / period
+  if b > limit then b = limit end
+  if b < 1 then b = 1 end
+  return b
+end
+if burst_s then  -- pacing (GCRA): no earlier than the theoretical arrival time allows
+  if max_r and req > 0 then
+    local b = burst(max_r)
+    local e = tat_r + (math.min(req, b) - b) * (period / max_r)
+    if e > at then at = e end
+  end
+end
 local function fits()
   return (not max_r or sum_r + req <= max_r) and (not max_t or sum_t + tok <= max_t)
 end
@@ -82,6 +98,9 @@ local seq = redis.call('HINCRBY', KEYS[2], 'seq', 1)
 local member = string.format('%015d:%d:%d', seq, req, tok)
 redis.call('ZADD', KEYS[1], at, member)
 redis.call('HSET', KEYS[2], 'r', sum_r + req, 't', sum_t + tok, 'last', at)
+if burst_s then
+  if max_r then redis.call('HSET', KEYS[2], 'tat_r', math.max(tat_r, at) + req * period / max_r) end
+end
 local horizon = at
 if paused and paused > horizon then horizon = paused end
 local ttl = math.ceil((horizon - now + period) * 1000) + 1000

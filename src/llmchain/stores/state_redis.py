@@ -83,7 +83,8 @@ class RedisRateLimitStore:
     async def reserve(self, key: str, now: float, requests: int, tokens: int, limits: RateLimits,
                       max_wait_s: float | None) -> Reservation:
         args = (self._now(now), requests, tokens, _limit(limits.requests), _limit(limits.tokens),
-                repr(limits.period_s), "" if max_wait_s is None else repr(max_wait_s))
+                repr(limits.period_s), "" if max_wait_s is None else repr(max_wait_s),
+                "" if limits.burst_s is None else repr(limits.burst_s))
         keys = self._keys(key)
 
         async def run(client: Any) -> Reservation:
