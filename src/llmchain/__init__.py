@@ -32,7 +32,9 @@ from ._models import Attempt, CacheInfo, LLMRequest, LLMResponse, Message, Usage
 from ._order import OrderWarning
 from ._redact import register_pattern, register_secret
 from ._types import Middleware, Next, Transport
+from ._usage import UsageTotals
 from .hookspecs import hookimpl
+from .middleware._prices import PRICES_VERSION, PriceTable, set_prices
 
 __version__ = "0.1.0"
 
@@ -58,8 +60,10 @@ __all__ = [
     "OrderWarning",
     "OutputError",
     "OutputInvalid",
+    "PRICES_VERSION",
     "ParseError",
     "PluginError",
+    "PriceTable",
     "ProviderError",
     "REAL_CLOCK",
     "RateLimited",
@@ -71,6 +75,7 @@ __all__ = [
     "TransportError",
     "TransportSpec",
     "Usage",
+    "UsageTotals",
     "__version__",
     "clip_wait",
     "emit",
@@ -79,5 +84,6 @@ __all__ = [
     "load_config",
     "register_pattern",
     "register_secret",
+    "set_prices",
     "time_left",
 ]

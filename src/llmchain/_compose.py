@@ -55,6 +55,10 @@ class TransportCall:
             self.record_attempt(trace, request, number, started_wall, t0, _outcome(wrapped), wrapped)
             raise wrapped from exc
         self.record_attempt(trace, request, number, started_wall, t0, "ok", None)
+        if trace is not None:  # billed, whatever a stage above makes of the answer
+            usage = response.usage
+            trace.billed.append((response.model or request.model, usage.input_tokens,
+                                 usage.output_tokens))
         return response
 
     async def _send(self, request: LLMRequest, t0: float) -> LLMResponse:
