@@ -40,6 +40,7 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
     "cache_hit": ("bench_cache_hit.py", "Cache-hit latency"),
     "goodput": ("bench_goodput.py", "Rate-limiter goodput"),
     "memory": ("bench_memory.py", "Peak memory at 10,000 in-flight requests"),
+    "vs_sdk": ("bench_vs_sdk.py", "Defaults vs the official SDK"),
 }
 
 

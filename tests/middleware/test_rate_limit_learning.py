@@ -181,3 +181,27 @@ def test_without_pacing_the_old_window_semantics_hold() -> None:
 
 
 logging.getLogger("llmchain.rate_limit").propagate = True
+
+
+def test_a_daily_reset_is_not_learned_as_a_rate() -> None:
+    clock = FakeClock()
+    stage = RateLimitMiddleware(clock=clock)
+    limited = RateLimited("429", retry_after=86400)
+    limited.headers = {"x-ratelimit-limit-requests": "60", "x-ratelimit-remaining-requests": "0",
+                       "x-ratelimit-reset-requests": "24h"}
+    request = LLMRequest(messages=(Message(role="user", content="hi"),))
+
+    async def run() -> None:
+        with pytest.raises(RateLimited):
+            await stage.handle(request, lambda r: _raise(limited))
+        assert stage.limits_for("default") == stage._limits  # 60 per day is not a pace
+        clock.advance(60)  # the capped pause is over
+        for _ in range(100):  # and nothing holds the next calls back for a day
+            await stage.handle(request, lambda r: _async(LLMResponse(text="ok", usage=Usage())))
+        assert clock.sleeps == []
+
+    asyncio.run(run())
+
+
+async def _raise(error: Exception) -> LLMResponse:
+    raise error

@@ -1,20 +1,24 @@
-"""The ``rate_limit`` stage: requests- and tokens-per-minute limits per key, FIFO, deadline-aware.
+"""The ``rate_limit`` stage: requests and tokens per window, per key, FIFO, paced, deadline-aware.
 
 Before each call the stage books a slot in a sliding-window log (``policies.admission``) for
-one request and its estimated tokens (prompt estimate + ``max_tokens``); callers then sleep
-until their slot, in the order they booked, holding no lock. A slot later than the call's
-deadline is refused at once with ``RateLimited`` (``retry_after`` = the wait needed). After the
-call the booking is corrected to the real usage. The stage adapts to the provider: a 429 pauses
-every caller of that key for ``Retry-After`` (or ``pause_s``), at most ``max_pause_s`` (60 s:
-a longer ask pauses that long and fails calls fast meanwhile, saying what the server asked);
-``x-ratelimit-remaining-*`` / ``anthropic-ratelimit-*-remaining`` headers at zero pause
-callers until enough capacity is back, and the provider's reported limits lower the configured
-ones. State lives behind a ``RateLimitStore`` (memory here; a shared store lets several
-processes share one budget).
+one request and its estimated tokens (prompt estimate + ``max_tokens``); requests are paced by
+a GCRA (``burst_s``: at most one second's worth at once by default); callers then sleep until
+their slot, in the order they booked, holding no lock. A slot later than the call's deadline
+is refused at once with ``RateLimited`` (``retry_after`` = the wait needed). After the call the
+booking is corrected to the real usage.
+
+The stage adapts to the provider (``adapt``): a 429 pauses every caller of that key for its
+``Retry-After`` (or until its headers say capacity is back); ``remaining: 0`` pauses callers
+until enough has refilled. No pause exceeds ``max_pause_s`` (60 s): a longer ask pauses that
+long and fails calls fast meanwhile, saying what the server asked. The provider's rates are
+learned from limit, remaining and reset together (``policies.learned``, no minute assumed)
+and lower the configured ones, unless ``limits = "configured"``. State lives behind a
+``RateLimitStore`` (memory here; a shared store lets several processes share one budget).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import re
 from collections.abc import Callable, Mapping
@@ -71,7 +75,7 @@ class RateLimitMiddleware:
         tokenizer: str = Field("auto", description='"auto" (tiktoken if installed, else the heuristic), "heuristic", or a tiktoken encoding name.')  # noqa: E501
         output_tokens: int = Field(256, ge=0, description="Output tokens booked when a request sets no max_tokens.")  # noqa: E501
         max_wait_s: float | None = Field(None, ge=0, description="Longest wait for a slot even when the deadline allows more; None: only the deadline bounds it.")  # noqa: E501
-        pause_s: float = Field(1.0, ge=0, description="How long every caller pauses after a provider 429 that gives no Retry-After.")  # noqa: E501
+        pause_s: float = Field(0.0, ge=0, description="How long every caller pauses after a provider 429 that says nothing about when to retry (no Retry-After, no rate-limit headers); 0: nobody else pauses, each caller's retry backs off on its own, as the SDKs do.")  # noqa: E501
         max_pause_s: float = Field(60.0, ge=0, description="Longest pause the limiter imposes after a 429 or remaining: 0 (as retry's max_retry_after_s). A longer ask pauses for this long, and calls fail fast meanwhile with RateLimited (server_asked_s set) instead of waiting.")  # noqa: E501
         adapt: bool = Field(True, description="Follow the provider's 429s and rate-limit headers.")
         limits: Literal["learn", "configured"] = Field("learn", description='"learn": the rates the provider\'s headers imply (limit, remaining and reset together) lower the configured ones; "configured": rpm/tpm are authoritative (429s and remaining: 0 still pause).')  # noqa: E501
@@ -285,12 +289,22 @@ class RateLimitMiddleware:
         learner = self._learners.get(key)
         if learner is None:
             learner = self._learners[key] = LimitLearner()
+        cap = self.options.max_pause_s
+        if (hints.reset_requests_s or 0) > cap or (hints.reset_tokens_s or 0) > cap:
+            # a bucket refilling over more than the pause cap (a daily quota): not a rate to
+            # pace by, or one such answer would hold every later call for a day; its
+            # remaining: 0 pauses (capped) instead
+            r_reset, t_reset = hints.reset_requests_s, hints.reset_tokens_s
+            hints = dataclasses.replace(hints, reset_requests_s=None if (r_reset or 0) > cap else r_reset,
+                                        reset_tokens_s=None if (t_reset or 0) > cap else t_reset)
         contradictions = learner.observe(hints)
         limits, note = learner.limits(self._limits, self._clock.now())
         if note is not None:
             contradictions.append(note)
         if limits is not self._limits:
             self._effective[key] = limits
+        elif key in self._effective:  # the configured limits are the lower ones again
+            del self._effective[key]
         for what in contradictions:
             self._warn_once(key, what)
 
