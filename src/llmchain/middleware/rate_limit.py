@@ -253,8 +253,11 @@ class RateLimitMiddleware:
         cap = self.options.max_pause_s
         asked = seconds if seconds > cap else None  # never a silent all-day block
         seconds = min(seconds, cap)
-        emit("rate_limit_wait", "rate_limit", key=key, pause_s=seconds, reason=reason,
-             server_asked_s=asked)
+        if asked is None:
+            emit("rate_limit_wait", "rate_limit", key=key, pause_s=seconds, reason=reason)
+        else:
+            emit("rate_limit_wait", "rate_limit", key=key, pause_s=seconds, reason=reason,
+                 server_asked_s=asked)
         try:
             await self.store.pause(key, self._clock.now(), seconds, asked)
         except Exception:
