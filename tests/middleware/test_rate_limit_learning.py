@@ -205,3 +205,29 @@ def test_a_daily_reset_is_not_learned_as_a_rate() -> None:
 
 async def _raise(error: Exception) -> LLMResponse:
     raise error
+
+
+def test_calls_in_flight_when_limits_are_first_learned_are_booked() -> None:
+    clock = FakeClock()
+    stage = RateLimitMiddleware(clock=clock)
+    release = asyncio.Event()
+    headers = {"x-ratelimit-limit-requests": "10", "x-ratelimit-remaining-requests": "4",
+               "x-ratelimit-reset-requests": "600ms"}
+    request = LLMRequest(messages=(Message(role="user", content="hi"),))
+
+    async def slow(r: LLMRequest) -> LLMResponse:
+        await release.wait()
+        return LLMResponse(text="ok", usage=Usage())
+
+    async def run() -> None:
+        in_flight = [asyncio.ensure_future(stage.handle(request, slow)) for _ in range(4)]
+        await asyncio.sleep(0)  # the four are sent, unbooked: no limit is known yet
+        await stage.handle(request, lambda r: _async(LLMResponse(text="ok", usage=Usage(),
+                                                                 headers=headers)))
+        learned = stage.limits_for("default")
+        assert (learned.requests, learned.period_s) == (10, pytest.approx(1.0))  # 6 used in 0.6 s
+        assert stage.store._logs["default"].requests == 5  # type: ignore[attr-defined]
+        release.set()
+        await asyncio.gather(*in_flight)
+
+    asyncio.run(run())

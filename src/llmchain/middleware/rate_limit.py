@@ -96,6 +96,8 @@ class RateLimitMiddleware:
         self._effective: dict[str, RateLimits] = {}  # per key, from what the provider reported
         self._learners: dict[str, LimitLearner] = {}
         self._warned: set[tuple[str, str]] = set()  # contradictions already logged, per key
+        self._unbooked: dict[str, int] = {}  # calls in flight sent before any limit was known
+        self._first_learned: dict[str, int] = {}  # of those, to book now that limits are known
         self._per_model = o.key == "model"
         self._adaptive = o.adapt
         self._learn = o.adapt and o.limits == "learn"
@@ -116,11 +118,15 @@ class RateLimitMiddleware:
         limits = self._effective.get(key, self._limits)
         tokens = 0
         ticket: object = None
+        unbooked = False
         if limits.requests is None and limits.tokens is None:
             # no limit known (yet): an adaptive limiter still holds callers during a pause
             memory = self._memory
             if self._adaptive and (memory is None or memory.paused_until(key) > self._clock.now()):
                 await self._wait_out_pause(key, request)
+            if self._learn:  # sent unbooked: booked once limits are learned (``_book_unbooked``)
+                self._unbooked[key] = self._unbooked.get(key, 0) + 1
+                unbooked = True
         else:
             if limits.tokens is not None and self._estimator is not None:
                 tokens = self._estimator.request_tokens(request, self.options.output_tokens)
@@ -144,6 +150,9 @@ class RateLimitMiddleware:
                 wait = exc.retry_after if exc.retry_after is not None else (refill or self.options.pause_s)
                 await self._pause(key, wait, "provider_429")
             raise
+        finally:
+            if unbooked:
+                self._unbooked[key] -= 1
         if tokens and ticket is not None:
             actual = response.usage.total_tokens
             if actual > 0 and actual != tokens:
@@ -156,6 +165,8 @@ class RateLimitMiddleware:
             if learner is not None:  # "never below what the server accepted" needs the count
                 learner.accept(self._clock.now(), self._effective.get(key, self._limits).period_s)
             pause = self._adapt(key, response.headers, tokens)
+            if self._first_learned:
+                await self._book_unbooked(key)
             if pause > 0:
                 await self._pause(key, pause, "provider_remaining")
         return response
@@ -305,11 +316,26 @@ class RateLimitMiddleware:
         if note is not None:
             contradictions.append(note)
         if limits is not self._limits:
+            if key not in self._effective:  # the calls still in flight, and this one
+                self._first_learned[key] = self._unbooked.get(key, 0) + 1
             self._effective[key] = limits
         elif key in self._effective:  # the configured limits are the lower ones again
             del self._effective[key]
         for what in contradictions:
             self._warn_once(key, what)
+
+    async def _book_unbooked(self, key: str) -> None:
+        """Book the calls sent before limits were known (still in flight, or just answered):
+        the provider counts them in its window, so the log must too, or the first admissions
+        after learning overshoot by as many."""
+        count = self._first_learned.pop(key, 0)
+        limits = self._effective.get(key)
+        if count <= 0 or limits is None or limits.requests is None:
+            return
+        try:
+            await self.store.reserve(key, self._clock.now(), min(count, limits.requests), 0, limits, 0.0)
+        except Exception:  # best effort: remaining: 0 and 429s still pause callers
+            emit("store_unavailable", "rate_limit", key=key, operation="book_unbooked")
 
     def _warn_once(self, key: str, what: str) -> None:
         kind = re.sub(r"[\d.]+", "#", what)  # one log line per kind of contradiction
