@@ -303,7 +303,7 @@ class RateLimitMiddleware:
         learner = self._learners.get(key)
         if learner is None:
             learner = self._learners[key] = LimitLearner()
-        cap = self.options.max_pause_s
+        cap = max(self.options.max_pause_s, 60.0)  # a minute is always a window worth learning
         if (hints.reset_requests_s or 0) > cap or (hints.reset_tokens_s or 0) > cap:
             # a bucket refilling over more than the pause cap (a daily quota): not a rate to
             # pace by, or one such answer would hold every later call for a day; its
