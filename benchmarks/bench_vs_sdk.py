@@ -5,18 +5,20 @@ Contenders (each with its defaults, nothing tuned):
 
 * ``openai`` — ``openai.AsyncOpenAI`` (``max_retries = 2``: 3 attempts, 0.5 s → 8 s backoff,
   ``Retry-After`` honoured up to 60 s, longer asks ignored in favour of its own backoff).
-* ``llmchain`` — ``log, retry, rate_limit, timeout``, every option at its default (retry: 3
+* ``llmchain`` — ``log, retry, rate_limit, timeout``, every option at its default (retry: 4
   attempts, adaptive throttling; rate_limit: no limit configured, learned from headers, paced,
-  pauses capped at 60 s), over the ``openai`` transport. The log stage logs at INFO into a
+  only asks up to 60 s pause other callers), over the ``openai`` transport. The log stage logs at INFO into a
   NullHandler (records are built, nothing is written).
 
 Scenarios (the fault server runs in this process, on its own thread; both contenders share it
 alike). Each sends ``calls`` requests, ``concurrency`` at a time:
 
-* ``503 30 %`` — 30 % of answers are 503, at random (seeded).
+* ``503 30 %`` — 30 % of answers are 503, at random: seed 7 (the issue's run), and seeds 1-4
+  summed (1,200 calls), so that one unlucky seed does not decide the row.
 * ``429 storm + Retry-After`` — 40 % of answers are 429 with ``Retry-After: 0.2`` (and
   ``x-ratelimit-*`` headers saying the bucket is empty for 0.2 s).
-* ``429 storm, no Retry-After`` — 40 % of answers are a bare 429 (no headers at all).
+* ``429 storm, no Retry-After`` — 40 % of answers are a bare 429 (no headers at all; the body
+  says "try again in 1s", which neither client reads).
 * ``1 s windows`` — the server allows 50 requests per second (a token bucket of 50 refilling in
   1 s), answering ``x-ratelimit-limit-requests: 50`` and resets in 1 s.
 * ``60 s windows (scaled)`` — OpenAI's per-minute semantics with time scaled x10 to keep the run
@@ -26,7 +28,8 @@ alike). Each sends ``calls`` requests, ``concurrency`` at a time:
   over every second (at most 20 in any second); headers describe the minute.
 * ``full outage`` — every answer is 503: the column that matters is the load, attempts sent
   per call (1.00 = retries added nothing).
-* ``Retry-After: 86400`` — the first answer is a 429 asking for a day, then every answer is ok.
+* ``Retry-After: 86400`` — the first answer is a 429 asking for a day, then every answer is ok
+  (both clients ignore an ask over 60 s and retry with their own backoff).
 
 Columns: calls that succeeded; goodput (successful calls per second of wall time; for the
 rate-limited scenarios the steady rate, over the last two thirds of the run, against the
@@ -60,10 +63,11 @@ from llmchain.testing._fault_plan import Fault, FaultPlan
 @dataclass
 class Scenario:
     name: str
-    server: Callable[[], FaultServer]
-    calls: int
+    server: Callable[[int], FaultServer]  # run number → a fresh server (a seed per run)
+    calls: int  # per run
     concurrency: int
     limit_per_s: float | None = None  # the server's rate limit, for goodput
+    runs: int = 1  # runs summed into one row (several seeds: one unlucky seed does not decide)
 
 
 @dataclass
@@ -80,27 +84,31 @@ class Result:
 def scenarios(quick: bool) -> list[Scenario]:
     n = 100 if quick else 300
     storm = Fault("rate_limited", status=429, retry_after=0.2)
-    bare = Fault("status", status=429)
+    bare = Fault("status", status=429, retry_after=None)  # no Retry-After, no rate-limit headers
     only = ONLY
     return [s for s in [
-        Scenario("503 30 %", lambda: FaultServer({"503": 0.3}, seed=7), n, 10),
+        Scenario("503 30 %, seed 7", lambda _: FaultServer({"503": 0.3}, seed=7), n, 10),
+        Scenario(f"503 30 %, seeds 1-{SEEDS} ({SEEDS} x {n} calls)",
+                 lambda run: FaultServer({"503": 0.3}, seed=run + 1), n, 10, runs=SEEDS),
         Scenario("429 storm + Retry-After",
-                 lambda: FaultServer(FaultPlan(rates=[(storm, 0.4)], seed=7)), n, 10),
+                 lambda _: FaultServer(FaultPlan(rates=[(storm, 0.4)], seed=7)), n, 10),
         Scenario("429 storm, no Retry-After",
-                 lambda: FaultServer(FaultPlan(rates=[(bare, 0.4)], seed=7)), n, 10),
-        Scenario("1 s windows (50/s)", lambda: FaultServer(rpm_limit=50, limit_window_s=1.0),
+                 lambda _: FaultServer(FaultPlan(rates=[(bare, 0.4)], seed=7)), n, 10),
+        Scenario("1 s windows (50/s)", lambda _: FaultServer(rpm_limit=50, limit_window_s=1.0),
                  n, 20, 50.0),
         Scenario("60 s windows, scaled x10 (120 per 6 s)",
-                 lambda: FaultServer(rpm_limit=120, limit_window_s=6.0), 2 * n, 20, 20.0),
+                 lambda _: FaultServer(rpm_limit=120, limit_window_s=6.0), 2 * n, 20, 20.0),
         Scenario("per-minute enforced per second (1200/min)",
-                 lambda: FaultServer(rpm_limit=1200, limit_per_second=True), n, 20, 20.0),
-        Scenario("full outage (all 503)", lambda: FaultServer({"503": 1.0}, seed=7), n, 10),
+                 lambda _: FaultServer(rpm_limit=1200, limit_per_second=True), n, 20, 20.0),
+        Scenario("full outage (all 503)", lambda _: FaultServer({"503": 1.0}, seed=7), n, 10),
         Scenario("one 429 with Retry-After: 86400",
-                 lambda: FaultServer([Fault("rate_limited", status=429, retry_after=86400)]), n // 2, 5),
+                 lambda _: FaultServer([Fault("rate_limited", status=429, retry_after=86400)]),
+                 n // 2, 5),
     ] if not only or any(o in s.name for o in only)]
 
 
 ONLY: list[str] = []
+SEEDS = 4
 
 
 Outcome = tuple[list[float], dict[str, int]]
@@ -160,7 +168,22 @@ CONTENDERS: dict[str, Callable[[FaultServer, Scenario], Awaitable[Outcome]]] = {
 
 
 def measure(scenario: Scenario, contender: str) -> Result:
-    with scenario.server() as server:
+    total = Result(0, 0.0, 0, 0, 0, 0.0, {})
+    for run in range(scenario.runs):
+        r = measure_once(scenario, contender, run)
+        total.ok += r.ok
+        total.steady_per_s += r.steady_per_s / scenario.runs
+        total.calls += r.calls
+        total.server_requests += r.server_requests
+        total.server_429 += r.server_429
+        total.wall_s += r.wall_s
+        for name, count in r.errors.items():
+            total.errors[name] = total.errors.get(name, 0) + count
+    return total
+
+
+def measure_once(scenario: Scenario, contender: str, run: int) -> Result:
+    with scenario.server(run) as server:
         start = time.monotonic()
         done, errors = asyncio.run(CONTENDERS[contender](server, scenario))
         wall = time.monotonic() - start

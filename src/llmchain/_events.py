@@ -26,6 +26,8 @@ EVENT_KINDS = (
     "attempt_end",
     "retry_scheduled",
     "rate_limit_wait",
+    "rate_limit_pause_refused",
+    "rate_limit_headers_ignored",
     "cache_hit",
     "cache_miss",
     "cache_store",

@@ -12,6 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from llmchain import Chain, Event, LLMRequest, LLMResponse, Message, RateLimited, Usage
+from llmchain._events import CallTrace, current_call
 from llmchain.middleware.rate_limit import RateLimitMiddleware
 from llmchain.stores.base import RateLimitStore
 from llmchain.stores.memory import MemoryRateLimitStore
@@ -300,39 +301,56 @@ def test_a_429_without_retry_after_pauses_until_its_headers_say_capacity_is_back
 
 
 @pytest.mark.parametrize("options", [{}, {"rpm": 1000}])
-def test_an_all_day_retry_after_pauses_at_most_max_pause_s_and_fails_calls_fast(
-        options: dict[str, Any]) -> None:
+def test_an_all_day_retry_after_pauses_nobody_and_the_error_says_what_was_asked(
+        options: dict[str, Any], caplog: pytest.LogCaptureFixture) -> None:
     clock = FakeClock()
     stage = _stage(clock, **options)
     events: list[Event] = []
-    inner = ScriptedNext(RateLimited("429", retry_after=86400), "ok", clock=clock)
-    with pytest.raises(RateLimited):
-        _run(stage.handle(_request(), inner))
-    clock.advance(10)
-    with pytest.raises(RateLimited) as info:  # fails fast: no sleep, the server is not called
-        _run(stage.handle(_request(), inner))
-    error = info.value
-    assert error.server_asked_s == 86400 and error.status_code is None and not error.retryable
-    assert "local rate limiter refused" in error.message and "86400s" in error.message
-    assert "max_pause_s=60" in error.message and error.retry_after == pytest.approx(50)
-    assert inner.call_count == 1 and clock.sleeps == []
-    clock.advance(50)  # the capped pause is over: calls go to the server again
-    assert _run(stage.handle(_request(), inner)).text == "ok"
-    assert inner.call_count == 2 and clock.sleeps == [] and not events
+    first, second = RateLimited("429", retry_after=86400), RateLimited("429", retry_after=86400)
+    inner = ScriptedNext(first, second, "ok", "ok", clock=clock)
+
+    async def run() -> None:
+        current_call.set(CallTrace("req", (events.append,), lambda: 0.0))
+        for error in (first, second):
+            with pytest.raises(RateLimited) as info:
+                await stage.handle(_request(), inner)
+            assert info.value is error  # the server's own 429, annotated
+        assert (await stage.handle(_request(), inner)).text == "ok"  # nobody paused
+        assert (await stage.handle(_request(), inner)).text == "ok"
+
+    with caplog.at_level("WARNING", logger="llmchain.rate_limit"):
+        _run(run())
+    assert inner.call_count == 4 and clock.sleeps == []
+    assert first.server_asked_s == 86400 and first.status_code == 429
+    assert "asked callers of 'default' to wait 86400s" in first.message
+    assert "max_pause_s=60" in first.message and "refused to wait that long" in first.message
+    assert not [e for e in events if e.kind == "rate_limit_wait"]
+    refused = [e for e in events if e.kind == "rate_limit_pause_refused"]
+    assert [e.data["server_asked_s"] for e in refused] == [86400, 86400]
+    warnings = [r for r in caplog.records if "86400s" in r.getMessage()]
+    assert len(warnings) == 1  # logged once per key, not once per 429
 
 
-def test_a_remaining_zero_with_a_huge_reset_is_capped_too() -> None:
+def test_a_remaining_zero_with_a_huge_reset_pauses_nobody() -> None:
     clock = FakeClock()
     stage = _stage(clock, max_pause_s=5)
     headers = {"x-ratelimit-limit-requests": "100", "x-ratelimit-remaining-requests": "0",
                "x-ratelimit-reset-requests": "20h"}
     inner = ScriptedNext(_answer(headers=headers), "ok", clock=clock)
     _run(stage.handle(_request(), inner))
-    with pytest.raises(RateLimited, match="max_pause_s=5") as info:
+    assert _run(stage.handle(_request(), inner)).text == "ok"  # 720 s asked > 5 s: no pause
+    assert clock.sleeps == [] and inner.call_count == 2
+
+
+def test_an_ask_at_the_cap_still_pauses_everyone() -> None:
+    clock = FakeClock()
+    stage = _stage(clock, max_pause_s=5)
+    inner = ScriptedNext(RateLimited("429", retry_after=5), "ok", clock=clock)
+    with pytest.raises(RateLimited) as info:
         _run(stage.handle(_request(), inner))
-    assert info.value.server_asked_s == pytest.approx(720)  # one request refills in 20 h / 100
-    clock.advance(5)
+    assert info.value.server_asked_s is None
     assert _run(stage.handle(_request(), inner)).text == "ok"
+    assert clock.sleeps == [5.0]
 
 
 def test_a_pause_within_the_cap_is_still_waited_out() -> None:
@@ -343,3 +361,60 @@ def test_a_pause_within_the_cap_is_still_waited_out() -> None:
         _run(stage.handle(_request(), inner))
     assert _run(stage.handle(_request(), inner)).text == "ok"
     assert clock.sleeps == [60.0]
+
+
+def test_a_429_sent_before_the_pause_began_does_not_stack_it() -> None:
+    clock = FakeClock()
+    stage = _stage(clock)
+    released = [asyncio.Event(), asyncio.Event()]
+
+    def provider(i: int) -> Callable[[LLMRequest], Coroutine[Any, Any, LLMResponse]]:
+        async def call(request: LLMRequest) -> LLMResponse:
+            await released[i].wait()
+            raise RateLimited("429", retry_after=1)
+        return call
+
+    async def run() -> None:
+        first = asyncio.create_task(stage.handle(_request(), provider(0)))
+        second = asyncio.create_task(stage.handle(_request(), provider(1)))
+        for _ in range(3):
+            await asyncio.sleep(0)  # both sent at t = 0
+        clock.advance(0.1)
+        released[0].set()
+        with pytest.raises(RateLimited):
+            await first
+        assert await stage.store.paused_for("default", clock.now()) == pytest.approx(1.0)
+        clock.advance(0.4)
+        released[1].set()  # saw the same empty bucket: the pause is not restarted from now
+        with pytest.raises(RateLimited):
+            await second
+        assert await stage.store.paused_for("default", clock.now()) == pytest.approx(0.6)
+
+    _run(run())
+
+
+def test_a_429_contradicted_by_a_later_request_accepted_pauses_nobody() -> None:
+    clock = FakeClock()
+    stage = _stage(clock)
+    released = asyncio.Event()
+
+    async def refused(request: LLMRequest) -> LLMResponse:
+        await released.wait()
+        raise RateLimited("429", retry_after=1)
+
+    async def run() -> None:
+        first = asyncio.create_task(stage.handle(_request(), refused))
+        for _ in range(3):
+            await asyncio.sleep(0)  # sent at t = 0
+        clock.advance(0.1)
+        assert (await stage.handle(_request(), ScriptedNext("ok", clock=clock))).text == "ok"
+        released.set()  # the provider accepted a request sent after this one: not out of capacity
+        with pytest.raises(RateLimited):
+            await first
+        assert await stage.store.paused_for("default", clock.now()) == 0
+        clock.advance(0.1)  # a 429 for a request sent after the last accepted one still pauses
+        with pytest.raises(RateLimited):
+            await stage.handle(_request(), ScriptedNext(RateLimited("429", retry_after=1), clock=clock))
+        assert await stage.store.paused_for("default", clock.now()) == pytest.approx(1.0)
+
+    _run(run())

@@ -195,7 +195,7 @@ def test_a_daily_reset_is_not_learned_as_a_rate() -> None:
         with pytest.raises(RateLimited):
             await stage.handle(request, lambda r: _raise(limited))
         assert stage.limits_for("default") == stage._limits  # 60 per day is not a pace
-        clock.advance(60)  # the capped pause is over
+        clock.advance(60)  # (a 24 h ask pauses nobody; the time passing changes nothing)
         for _ in range(100):  # and nothing holds the next calls back for a day
             await stage.handle(request, lambda r: _async(LLMResponse(text="ok", usage=Usage())))
         assert clock.sleeps == []

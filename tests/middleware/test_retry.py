@@ -84,12 +84,23 @@ def test_retry_after_beyond_the_deadline_gives_up_at_once() -> None:
     assert info.value.retry_after == 30 and not info.value.retryable
 
 
-def test_retry_after_longer_than_allowed_gives_up_at_once() -> None:
+def test_retry_after_longer_than_allowed_is_not_honoured_the_backoff_is_used() -> None:
     clock = FakeClock()
     inner = ScriptedNext(RateLimited("429", retry_after=600), "ok", clock=clock)
-    with pytest.raises(GaveUp, match="max_retry_after_s=60"):
+    assert _run(_retry(clock).handle(_request(), inner)).text == "ok"
+    assert inner.call_count == 2 and len(clock.sleeps) == 1 and clock.sleeps[0] <= 0.5
+
+
+def test_a_refused_long_ask_that_keeps_failing_says_what_the_server_asked() -> None:
+    clock = FakeClock()
+    errors = [RateLimited("429", retry_after=86400) for _ in range(4)]
+    inner = ScriptedNext(*errors, clock=clock)
+    with pytest.raises(GaveUp, match="max_retry_after_s=60") as info:
         _run(_retry(clock).handle(_request(), inner))
-    assert inner.call_count == 1
+    assert inner.call_count == 4 and max(clock.sleeps) <= 2.0  # backoff, never the day asked
+    assert "asked to wait 86400s" in info.value.message and "refused to wait" in info.value.message
+    last = info.value.errors[-1]
+    assert isinstance(last, RateLimited) and last.server_asked_s == 86400
 
 
 @pytest.mark.parametrize("error", [
@@ -288,7 +299,7 @@ def test_through_a_chain_every_attempt_is_on_the_response_and_on_the_error() -> 
                     clock=clock)
     with pytest.raises(GaveUp) as info:
         failing.complete("hi")
-    assert [a.status_code for a in info.value.attempts] == [503, 503, 503]
+    assert [a.status_code for a in info.value.attempts] == [503, 503, 503, 503]  # 4 by default
     assert info.value.request_id is not None
 
 

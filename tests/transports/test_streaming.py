@@ -98,10 +98,10 @@ def test_no_retry_stage_means_no_retry(fault_server: FaultServer) -> None:
 
 
 def test_retry_gives_up_when_attempts_run_out(fault_server: FaultServer) -> None:
-    fault_server.set_plan(["529", "529", "529"])
+    fault_server.set_plan(["529", "529", "529", "529"])
     with chain_for(fault_server, stages=["retry"], clock=FakeClock()) as chain, pytest.raises(ProviderError):
         list(chain.stream(PROMPT))
-    assert fault_server.request_count == 3  # the retry stage's default max_attempts
+    assert fault_server.request_count == 4  # the retry stage's default max_attempts
 
 
 def test_client_errors_are_not_retried(fault_server: FaultServer) -> None:

@@ -9,8 +9,9 @@ booking is corrected to the real usage.
 
 The stage adapts to the provider (``adapt``): a 429 pauses every caller of that key for its
 ``Retry-After`` (or until its headers say capacity is back); ``remaining: 0`` pauses callers
-until enough has refilled. No pause exceeds ``max_pause_s`` (60 s): a longer ask pauses that
-long and fails calls fast meanwhile, saying what the server asked. The provider's rates are
+until enough has refilled. Only asks up to ``max_pause_s`` (60 s) pause others: a longer one
+(a daily quota) pauses nobody, is logged once, and the call that got it is retried with
+retry's own backoff, as the official SDKs do. The provider's rates are
 learned from limit, remaining and reset together (``policies.learned``, no minute assumed)
 and lower the configured ones, unless ``limits = "configured"``. State lives behind a
 ``RateLimitStore`` (memory here; a shared store lets several processes share one budget).
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 import re
 from collections.abc import Callable, Mapping
 from typing import Any, Literal
@@ -76,7 +78,7 @@ class RateLimitMiddleware:
         output_tokens: int = Field(256, ge=0, description="Output tokens booked when a request sets no max_tokens.")  # noqa: E501
         max_wait_s: float | None = Field(None, ge=0, description="Longest wait for a slot even when the deadline allows more; None: only the deadline bounds it.")  # noqa: E501
         pause_s: float = Field(0.0, ge=0, description="How long every caller pauses after a provider 429 that says nothing about when to retry (no Retry-After, no rate-limit headers); 0: nobody else pauses, each caller's retry backs off on its own, as the SDKs do.")  # noqa: E501
-        max_pause_s: float = Field(60.0, ge=0, description="Longest pause the limiter imposes after a 429 or remaining: 0 (as retry's max_retry_after_s). A longer ask pauses for this long, and calls fail fast meanwhile with RateLimited (server_asked_s set) instead of waiting.")  # noqa: E501
+        max_pause_s: float = Field(60.0, ge=0, description="Longest pause the limiter imposes on every caller after a 429 or remaining: 0 (as retry's max_retry_after_s). A longer ask pauses nobody (as with the official SDKs): it is logged once as a warning, the call that got it is retried with retry's own backoff, and its RateLimited carries server_asked_s.")  # noqa: E501
         adapt: bool = Field(True, description="Follow the provider's 429s and rate-limit headers.")
         limits: Literal["learn", "configured"] = Field("learn", description='"learn": the rates the provider\'s headers imply (limit, remaining and reset together) lower the configured ones; "configured": rpm/tpm are authoritative (429s and remaining: 0 still pause).')  # noqa: E501
         burst_s: float | None = Field(1.0, ge=0, description="Pacing: requests are spread at the limit's rate with at most this many seconds' worth at once (1.0 = 1/60 of a per-minute limit, at least one call). 0 or None: no pacing, a whole window's limit may go at once.")  # noqa: E501
@@ -96,6 +98,9 @@ class RateLimitMiddleware:
         self._effective: dict[str, RateLimits] = {}  # per key, from what the provider reported
         self._learners: dict[str, LimitLearner] = {}
         self._warned: set[tuple[str, str]] = set()  # contradictions already logged, per key
+        self._long_asks: set[str] = set()  # keys whose over-long server ask was logged
+        self._last_pause: dict[str, tuple[float, float]] = {}  # key: (began, seconds), this process
+        self._accepted_sent: dict[str, float] = {}  # key: when the latest accepted request was sent
         self._unbooked: dict[str, int] = {}  # calls in flight sent before any limit was known
         self._first_learned: dict[str, int] = {}  # of those, to book now that limits are known
         self._per_model = o.key == "model"
@@ -140,6 +145,7 @@ class RateLimitMiddleware:
                     key, request, tokens, limits, res)
             else:
                 ticket = await self._admit(key, request, tokens, limits, None)
+        sent = self._clock.now()
         try:
             response = await call_next(request)
         except RateLimited as exc:
@@ -148,11 +154,16 @@ class RateLimitMiddleware:
                 headers = getattr(exc, "headers", None)
                 refill = self._adapt(key, headers, tokens) if headers else 0.0
                 wait = exc.retry_after if exc.retry_after is not None else (refill or self.options.pause_s)
-                await self._pause(key, wait, "provider_429")
+                if wait > self.options.max_pause_s:
+                    self._refuse_long_ask(key, wait, "provider_429", exc)
+                elif not self._stale(key, sent, wait):
+                    await self._pause(key, wait, "provider_429")
             raise
         finally:
             if unbooked:
                 self._unbooked[key] -= 1
+        if self._adaptive and sent > self._accepted_sent.get(key, -math.inf):
+            self._accepted_sent[key] = sent
         if tokens and ticket is not None:
             actual = response.usage.total_tokens
             if actual > 0 and actual != tokens:
@@ -167,7 +178,9 @@ class RateLimitMiddleware:
             pause = self._adapt(key, response.headers, tokens)
             if self._first_learned:
                 await self._book_unbooked(key)
-            if pause > 0:
+            if pause > self.options.max_pause_s:
+                self._refuse_long_ask(key, pause, "provider_remaining", None)
+            elif pause > 0:
                 await self._pause(key, pause, "provider_remaining")
         return response
 
@@ -204,13 +217,10 @@ class RateLimitMiddleware:
     async def _wait_out_pause(self, key: str, request: LLMRequest) -> None:
         clock = self._clock
         while True:
-            paused, asked = await self.store.pause_info(key, clock.now())
+            paused = await self.store.paused_for(key, clock.now())
             if paused <= 0:
                 return
             left = time_left(request, clock)
-            if asked is not None:
-                raise self._refused(key, Reservation(False, paused, None, "server_pause", asked),
-                                    left, 0, self._limits)
             cap = self.options.max_wait_s
             if (left is not None and paused >= left) or (cap is not None and paused > cap):
                 raise self._refused(key, Reservation(False, paused, None, "paused"), left, 0,
@@ -233,16 +243,6 @@ class RateLimitMiddleware:
                 f"max_tokens), more than the limit of {limits.tokens} per {period}; it can never "
                 "be sent", status_code=None, retryable=False,
                 hint="lower max_tokens or shorten the prompt, or raise tpm")
-        if res.reason == "server_pause":
-            asked = res.asked_s or 0.0
-            return RateLimited(
-                f"local rate limiter refused the call (the server did not see it): the server "
-                f"asked callers of {key!r} to wait {asked:g}s, more than max_pause_s="
-                f"{self.options.max_pause_s:g}; rather than block every call that long, calls "
-                f"fail fast for {res.wait_s:.3g}s more, then go to the server again",
-                status_code=None, retry_after=res.wait_s, retryable=False, server_asked_s=asked,
-                hint="the provider may have a daily or account quota exhausted; check its "
-                     "dashboard, or raise max_pause_s to wait longer")
         if left is not None and (self.options.max_wait_s is None or left <= self.options.max_wait_s):
             bound = f"past the call's deadline ({left:.3g}s left)"
         else:
@@ -259,20 +259,49 @@ class RateLimitMiddleware:
                  "longer timeout_s")
 
     async def _pause(self, key: str, seconds: float, reason: str) -> None:
+        """Every caller of ``key`` waits ``seconds`` (at most ``max_pause_s``; longer asks go
+        to ``_refuse_long_ask``). Pauses do not stack: the later end wins."""
         if seconds <= 0:
             return
-        cap = self.options.max_pause_s
-        asked = seconds if seconds > cap else None  # never a silent all-day block
-        seconds = min(seconds, cap)
-        if asked is None:
-            emit("rate_limit_wait", "rate_limit", key=key, pause_s=seconds, reason=reason)
-        else:
-            emit("rate_limit_wait", "rate_limit", key=key, pause_s=seconds, reason=reason,
-                 server_asked_s=asked)
+        self._last_pause[key] = (self._clock.now(), seconds)
+        emit("rate_limit_wait", "rate_limit", key=key, pause_s=seconds, reason=reason)
         try:
-            await self.store.pause(key, self._clock.now(), seconds, asked)
+            await self.store.pause(key, self._clock.now(), seconds)
         except Exception:
             emit("store_unavailable", "rate_limit", key=key, operation="pause")
+
+    def _stale(self, key: str, sent: float, wait: float) -> bool:
+        """Whether a 429 is no reason to pause everyone: a request sent after it was already
+        accepted (contradicted: the provider's bucket is not empty, and the learned rate and
+        pacing keep the others in line), or it was sent before this process's latest pause of
+        ``key`` began and asks no longer than that pause did (it saw the same empty bucket;
+        pausing again from now would stack pauses: everyone waits twice)."""
+        if self._accepted_sent.get(key, -math.inf) > sent:
+            return True  # a request sent after this one was accepted: the bucket is not empty
+        last = self._last_pause.get(key)
+        return last is not None and sent < last[0] and wait <= last[1]
+
+    def _refuse_long_ask(self, key: str, asked: float, reason: str, error: RateLimited | None) -> None:
+        """A server ask longer than ``max_pause_s`` (a daily quota, a misconfigured proxy):
+        nobody else pauses, as with the official SDKs (one such answer must not stall every
+        caller, let alone for a day); the call that got it is retried with retry's own
+        backoff. Said once per key as a warning; the error carries what was asked."""
+        cap = self.options.max_pause_s
+        emit("rate_limit_pause_refused", "rate_limit", key=key, server_asked_s=asked, reason=reason,
+             max_pause_s=cap)
+        if key not in self._long_asks:
+            self._long_asks.add(key)
+            _log.warning("rate_limit: the server asked callers of %r to wait %gs, more than "
+                         "max_pause_s=%g; not pausing other calls for it (logged once)", key, asked, cap)
+        if error is not None and error.server_asked_s is None:
+            error.server_asked_s = asked
+            error.message = (f"{error.message} [the server asked callers of {key!r} to wait "
+                             f"{asked:g}s, more than max_pause_s={cap:g}: llmchain refused to "
+                             "wait that long]")
+            error.args = (error.message,)
+            error.hint = ("the provider may have a daily or account quota exhausted; check its "
+                          "dashboard. Raise max_pause_s (rate_limit) and max_retry_after_s "
+                          "(retry) to honour longer asks")
 
     def _adapt(self, key: str, headers: Mapping[str, str], tokens: int) -> float:
         """Learn the provider's limits from ``headers``; returns how long to pause (0: none).

@@ -4,9 +4,10 @@ An error is retried only if it says so (``retryable``: connect failures, resets,
 timeouts, 408/409/429/5xx) and is neither a client error (400/401/403/404/413/422) nor an
 output error (those belong to ``repair``). Between attempts the stage waits what the server
 asked (``Retry-After``, already parsed by the transport into ``error.retry_after``) or an
-exponential backoff with full jitter. It gives up at once, with a ``GaveUp`` naming the
-reason, when the wait would end past the call's deadline, when the server asks for more than
-``max_retry_after_s``, or when adaptive throttling refuses the retry: retries are refused
+exponential backoff with full jitter; an ask longer than ``max_retry_after_s`` is not honoured
+(the backoff is used instead, as openai-python does) and the final error says so. It gives up
+at once, with a ``GaveUp`` naming the reason, when the wait would end past the call's
+deadline, or when adaptive throttling refuses the retry: retries are refused
 locally with probability ``max(0, (requests - k * accepts) / (requests + 1))`` over the recent
 attempts (Google SRE book, "Handling Overload"; ``k = 2``), which stays 0 until most attempts
 fail and tends to 1 in a full outage. Its counters live in a store (``store = "redis"`` shares
@@ -26,7 +27,7 @@ from pydantic import Field
 
 from .._clock import REAL_CLOCK, Clock, time_left
 from .._events import current_attempts, emit
-from .._exceptions import CallError, GaveUp, OutputError
+from .._exceptions import CallError, GaveUp, OutputError, RateLimited
 from .._models import LLMRequest, LLMResponse, copy_with
 from .._types import Next
 from ..hookspecs import hookimpl
@@ -54,15 +55,16 @@ class RetryMiddleware:
 
     class Options(SharedStateOptions):
         max_attempts: int = Field(
-            3, ge=1, description="Attempts in all, the first included (3 = the SDKs' 2 retries).")
+            4, ge=1, description="Attempts in all, the first included (4: one more than the SDKs' "
+                                 "2 retries; adaptive throttling keeps an outage's load low).")
         base_s: float = Field(0.5, ge=0, description="Backoff ceiling before the first retry.")
         cap_s: float = Field(8.0, ge=0, description="Largest backoff ceiling.")
         jitter: Literal["full", "equal", "none"] = Field(
             "full", description="full: uniform in [0, ceiling]; equal: [ceiling/2, ceiling].")
         max_retry_after_s: float = Field(
             60.0, ge=0,
-            description="Longest server-requested wait (Retry-After) honoured; a longer ask "
-                        "gives up at once.",
+            description="Longest server-requested wait (Retry-After) honoured; a longer ask is "
+                        "not honoured: the retry waits its own backoff instead (as openai-python).",
         )
         throttle_k: float | None = Field(
             2.0, ge=1,
@@ -173,16 +175,22 @@ class RetryMiddleware:
         clock = self._clock
         errors = [error]
         attempt = 1
+        refused_ask: float | None = None  # a server ask longer than max_retry_after_s
         while True:
-            if attempt >= self._max_attempts:
-                raise self._give_up(f"gave up after {attempt} attempts", errors)
             server_wait = error.retry_after
+            if server_wait is not None and server_wait > self.options.max_retry_after_s:
+                refused_ask, server_wait = server_wait, None  # not honoured, as openai-python
+                if isinstance(error, RateLimited) and error.server_asked_s is None:
+                    error.server_asked_s = refused_ask
+            if attempt >= self._max_attempts:
+                reason = f"gave up after {attempt} attempts"
+                if refused_ask is not None:
+                    reason += (f" (the server asked to wait {refused_ask:g}s (Retry-After), more "
+                               f"than max_retry_after_s={self.options.max_retry_after_s:g}: "
+                               "llmchain refused to wait that long and retried with its own backoff)")
+                raise self._give_up(reason, errors)
             if server_wait is not None and server_wait >= 0:
                 delay = server_wait
-                if delay > self.options.max_retry_after_s:
-                    raise self._give_up(
-                        f"the server asked to wait {delay:g}s (Retry-After), more than "
-                        f"max_retry_after_s={self.options.max_retry_after_s:g}", errors)
             else:
                 delay = self._backoff.delay(attempt - 1, self._random())
             left = time_left(request, clock)
