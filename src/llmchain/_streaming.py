@@ -155,10 +155,8 @@ class ResponseStream:
                 or not is_retryable(exc)):
             raise exc
         wait = exc.retry_after
-        if wait is None:
+        if wait is None or wait > policy.max_retry_after_s:  # a longer ask: not honoured (as openai-python)
             wait = policy.backoff.delay(attempts - 1, random.random())
-        elif wait > policy.max_retry_after_s:
-            raise exc
         deadline = self.request.deadline
         if deadline is not None and self._clock.now() + wait >= deadline:
             raise exc
