@@ -418,3 +418,52 @@ def test_a_429_contradicted_by_a_later_request_accepted_pauses_nobody() -> None:
         assert await stage.store.paused_for("default", clock.now()) == pytest.approx(1.0)
 
     _run(run())
+
+
+def test_a_pause_ends_when_the_provider_accepts_a_request_sent_after_the_429() -> None:
+    clock = FakeClock()
+    stage = _stage(clock)
+    released = [asyncio.Event(), asyncio.Event()]
+
+    async def refused(request: LLMRequest) -> LLMResponse:
+        await released[0].wait()
+        raise RateLimited("429", retry_after=1)
+
+    async def accepted(request: LLMRequest) -> LLMResponse:
+        await released[1].wait()
+        return _answer()
+
+    async def run() -> None:
+        first = asyncio.create_task(stage.handle(_request(), refused))
+        for _ in range(3):
+            await asyncio.sleep(0)
+        clock.advance(0.05)
+        second = asyncio.create_task(stage.handle(_request(), accepted))  # sent after the first
+        for _ in range(3):
+            await asyncio.sleep(0)
+        clock.advance(0.05)
+        released[0].set()
+        with pytest.raises(RateLimited):
+            await first
+        assert await stage.store.paused_for("default", clock.now()) == pytest.approx(1.0)
+        clock.advance(0.1)
+        released[1].set()  # accepted: the provider's bucket was not empty, the pause ends
+        assert (await second).text == "ok"
+        assert await stage.store.paused_for("default", clock.now()) == 0
+
+    _run(run())
+
+
+def test_resume_keeps_a_pause_that_a_longer_ask_extended() -> None:
+    store = MemoryRateLimitStore()
+
+    async def run() -> None:
+        await store.pause("m", 0.0, 1.0)
+        await store.resume("m", 0.5, 1.0)
+        assert await store.paused_for("m", 0.5) == 0
+        await store.pause("m", 1.0, 1.0)
+        await store.pause("m", 1.0, 30.0)  # another caller's longer ask
+        await store.resume("m", 1.5, 1.0)
+        assert await store.paused_for("m", 1.5) == pytest.approx(29.5)
+
+    _run(run())

@@ -413,3 +413,19 @@ def test_an_outage_seen_by_one_worker_throttles_retries_in_another(settings: Red
             await stage.throttle_store.aclose()  # type: ignore[union-attr]
 
     asyncio.run(run())
+
+
+def test_resume_ends_a_pause_unless_a_longer_ask_extended_it(settings: RedisSettings) -> None:
+    store = RedisRateLimitStore(settings)  # the server's clock: the times passed are ignored
+
+    async def run() -> None:
+        await store.pause("m", 0.0, 5.0)
+        await store.resume("m", 0.0, 5.0)
+        assert await store.paused_for("m", 0.0) == 0
+        await store.pause("m", 0.0, 5.0)
+        await store.pause("m", 0.0, 30.0)  # another worker's longer ask
+        await store.resume("m", 0.0, 5.0)
+        assert await store.paused_for("m", 0.0) == pytest.approx(30, abs=1)
+        await store.aclose()
+
+    asyncio.run(run())

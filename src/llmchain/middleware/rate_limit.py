@@ -8,7 +8,8 @@ is refused at once with ``RateLimited`` (``retry_after`` = the wait needed). Aft
 booking is corrected to the real usage.
 
 The stage adapts to the provider (``adapt``): a 429 pauses every caller of that key for its
-``Retry-After`` (or until its headers say capacity is back); ``remaining: 0`` pauses callers
+``Retry-After`` (or until its headers say capacity is back), lifted as soon as the provider
+accepts a request sent after the 429'd one; ``remaining: 0`` pauses callers
 until enough has refilled. Only asks up to ``max_pause_s`` (60 s) pause others: a longer one
 (a daily quota) pauses nobody, is logged once, and the call that got it is retried with
 retry's own backoff, as the official SDKs do. The provider's rates are
@@ -101,6 +102,7 @@ class RateLimitMiddleware:
         self._long_asks: set[str] = set()  # keys whose over-long server ask was logged
         self._last_pause: dict[str, tuple[float, float]] = {}  # key: (began, seconds), this process
         self._accepted_sent: dict[str, float] = {}  # key: when the latest accepted request was sent
+        self._liftable: dict[str, tuple[float, float]] = {}  # key: (429'd request sent, pause end)
         self._unbooked: dict[str, int] = {}  # calls in flight sent before any limit was known
         self._first_learned: dict[str, int] = {}  # of those, to book now that limits are known
         self._per_model = o.key == "model"
@@ -158,12 +160,16 @@ class RateLimitMiddleware:
                     self._refuse_long_ask(key, wait, "provider_429", exc)
                 elif not self._stale(key, sent, wait):
                     await self._pause(key, wait, "provider_429")
+                    self._liftable[key] = (sent, self._clock.now() + wait)
             raise
         finally:
             if unbooked:
                 self._unbooked[key] -= 1
         if self._adaptive and sent > self._accepted_sent.get(key, -math.inf):
             self._accepted_sent[key] = sent
+            liftable = self._liftable.get(key)
+            if liftable is not None and sent > liftable[0]:
+                await self._lift(key, liftable[1])
         if tokens and ticket is not None:
             actual = response.usage.total_tokens
             if actual > 0 and actual != tokens:
@@ -269,6 +275,20 @@ class RateLimitMiddleware:
             await self.store.pause(key, self._clock.now(), seconds)
         except Exception:
             emit("store_unavailable", "rate_limit", key=key, operation="pause")
+
+    async def _lift(self, key: str, until: float) -> None:
+        """The provider accepted a request sent after the 429 that paused ``key``: its bucket
+        was not empty (a random or transient 429), so the pause ends now rather than costing
+        every caller the whole ask. A pause a longer ask extended meanwhile stays."""
+        del self._liftable[key]
+        now = self._clock.now()
+        if until <= now:
+            return
+        emit("rate_limit_wait", "rate_limit", key=key, pause_s=0.0, reason="pause_lifted")
+        try:
+            await self.store.resume(key, now, until - now)
+        except Exception:
+            emit("store_unavailable", "rate_limit", key=key, operation="resume")
 
     def _stale(self, key: str, sent: float, wait: float) -> bool:
         """Whether a 429 is no reason to pause everyone: a request sent after it was already

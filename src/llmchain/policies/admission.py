@@ -161,6 +161,12 @@ class AdmissionLog:
         ticket.requests = requests
         ticket.tokens = tokens
 
+    def resume(self, now: float, seconds: float) -> None:
+        """End the current pause now, unless it ends more than ``seconds`` from now (a later,
+        longer ask extended it: that one stays)."""
+        if now < self.paused_until <= now + seconds:
+            self.paused_until = now
+
     def pause(self, until: float, asked_s: float | None = None) -> None:
         """No reservation may start before ``until`` (the provider said to back off). With
         ``asked_s`` (the server asked for longer than the cap), reservations are refused until

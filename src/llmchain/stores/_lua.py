@@ -144,6 +144,18 @@ if redis.call('PTTL', KEYS[1]) < ttl then redis.call('PEXPIRE', KEYS[1], ttl) en
 return fmt(paused)
 """
 
+#: KEYS: state. ARGV: now, seconds. Ends the pause now unless it ends more than ``seconds``
+#: from now (a longer ask extended it). Returns 1 when a pause was ended, else 0.
+RESUME = _PRELUDE + """
+local now = clock(ARGV[1])
+local paused = tonumber(redis.call('HGET', KEYS[1], 'paused'))
+if paused and paused > now and paused <= now + tonumber(ARGV[2]) then
+  redis.call('HSET', KEYS[1], 'paused', fmt(now))
+  return 1
+end
+return 0
+"""
+
 #: KEYS: state. ARGV: now. Returns the seconds left in the pause ("0" when not paused).
 PAUSED_FOR = _PRELUDE + """
 local now = clock(ARGV[1])

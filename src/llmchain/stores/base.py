@@ -54,6 +54,12 @@ class RateLimitStore(Protocol):
         are then refused (reason ``"server_pause"``) rather than delayed, until the pause ends."""
         ...
 
+    async def resume(self, key: str, now: float, seconds: float) -> None:
+        """End the pause of ``key`` now, unless it ends more than ``seconds`` from now (another
+        caller's longer ask extended it): the provider accepted a request sent after the 429
+        that started it, so its bucket was not empty."""
+        ...
+
     async def pause_info(self, key: str, now: float) -> tuple[float, float | None]:
         """(seconds left in the pause of ``key``, what the server asked for when the pause is a
         capped over-long ask, else None)."""

@@ -63,6 +63,12 @@ class MemoryRateLimitStore:
         with self._lock:
             self._log(key).pause(now + seconds, asked_s)
 
+    async def resume(self, key: str, now: float, seconds: float) -> None:
+        with self._lock:
+            log = self._logs.get(key)
+            if log is not None:
+                log.resume(now, seconds)
+
     async def pause_info(self, key: str, now: float) -> tuple[float, float | None]:
         with self._lock:
             log = self._logs.get(key)

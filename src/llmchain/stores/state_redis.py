@@ -30,7 +30,7 @@ from .memory import MemoryBreakerStore, MemoryRateLimitStore, MemoryThrottleStor
 
 _RESERVE, _RECONCILE = Script(_lua.RESERVE), Script(_lua.RECONCILE)
 _PAUSE, _PAUSED_FOR = Script(_lua.PAUSE), Script(_lua.PAUSED_FOR)
-_PAUSE_INFO = Script(_lua.PAUSE_INFO)
+_PAUSE_INFO, _RESUME = Script(_lua.PAUSE_INFO), Script(_lua.RESUME)
 _ACQUIRE, _RECORD, _STATE = Script(_lua.ACQUIRE), Script(_lua.RECORD), Script(_lua.STATE)
 _THROTTLE = Script(_lua.THROTTLE)
 _THROTTLE_BUCKETS = 12  # as policies.budget.AdaptiveThrottle
@@ -121,6 +121,11 @@ class RedisRateLimitStore:
         # the twin pauses too: it serves this process if Redis goes away during the pause
         await self.local.pause(key, now, seconds, asked_s)
         await self.guard.run("pause", lambda client: _PAUSE(client, keys, args), settle=True)
+
+    async def resume(self, key: str, now: float, seconds: float) -> None:
+        keys, args = self._keys(key)[1:], (self._now(now), repr(seconds))
+        await self.local.resume(key, now, seconds)
+        await self.guard.run("resume", lambda client: _RESUME(client, keys, args), settle=True)
 
     async def paused_for(self, key: str, now: float) -> float:
         keys, args = self._keys(key)[1:], (self._now(now),)
