@@ -280,7 +280,7 @@ class RateLimitMiddleware:
         """The provider accepted a request sent after the 429 that paused ``key``: its bucket
         was not empty (a random or transient 429), so the pause ends now rather than costing
         every caller the whole ask. A pause a longer ask extended meanwhile stays."""
-        del self._liftable[key]
+        self._liftable.pop(key, None)
         now = self._clock.now()
         if until <= now:
             return
