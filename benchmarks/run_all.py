@@ -42,6 +42,7 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
     "memory": ("bench_memory.py", "Peak memory at 10,000 in-flight requests"),
     "route": ("bench_route.py", "Routing and budgets"),
     "stream": ("bench_stream.py", "Streaming through the chain"),
+    "vs_sdk": ("bench_vs_sdk.py", "Defaults vs the official SDK"),
 }
 
 

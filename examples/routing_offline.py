@@ -48,11 +48,13 @@ cooldown_s = 1
 name = "key-a"
 transport = {{ use = "openai", base_url = "{a}", api_key_env = "", model = "gpt-4o-mini" }}
 rpm = 40
+burst_s = 0                           # a per-minute quota the key may spend at once (no pacing)
 
 [[stages.deployments]]
 name = "key-b"
 transport = {{ use = "openai", base_url = "{b}", api_key_env = "", model = "gpt-4o-mini" }}
 rpm = 20
+burst_s = 0
 """
 
 

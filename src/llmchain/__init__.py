@@ -56,7 +56,9 @@ from ._stream_sync import SyncResponseStream
 from ._streaming import ResponseStream
 from ._tools import Tool, ToolCall
 from ._types import Middleware, Next, StreamingStage, Transport
+from ._usage import UsageTotals
 from .hookspecs import hookimpl
+from .middleware._prices import PRICES_VERSION, PriceTable, set_prices
 
 __version__ = "0.1.0"
 
@@ -90,9 +92,11 @@ __all__ = [
     "OrderWarning",
     "OutputError",
     "OutputInvalid",
+    "PRICES_VERSION",
     "ParseError",
     "PartialObject",
     "PluginError",
+    "PriceTable",
     "ProviderError",
     "REAL_CLOCK",
     "RateLimited",
@@ -120,6 +124,7 @@ __all__ = [
     "TransportSpec",
     "UnsupportedContent",
     "Usage",
+    "UsageTotals",
     "__version__",
     "at_end",
     "clip_wait",
@@ -130,5 +135,6 @@ __all__ = [
     "on_final",
     "register_pattern",
     "register_secret",
+    "set_prices",
     "time_left",
 ]

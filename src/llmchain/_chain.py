@@ -25,7 +25,9 @@ from ._loop import LOOP
 from ._models import PLAIN_PARAMS, LLMRequest, LLMResponse, Message, copy_with, prompt_request
 from ._order import check_order, stage_roles
 from ._types import Middleware, Transport
+from ._usage import UsageLedger, UsageTotals, account
 from ._wrap import wrap_foreign
+from .middleware._prices import PriceTable, default_prices
 from .plugins import get_registry
 
 if TYPE_CHECKING:
@@ -91,6 +93,14 @@ class Chain:
         if any(getattr(s, "needs_transport_identity", False) for _, _, s in named):
             self._identity = {TRANSPORT_METADATA_KEY: identity_of(self.transport)}
         self._entry = compose([s for _, _, s in named], TransportCall(self.transport, clock))
+        #: Prices for ``usage.cost_usd`` and the totals (``llmchain.set_prices`` sets the default).
+        self.prices: PriceTable = default_prices()
+        self._ledger = UsageLedger()
+
+    def usage(self) -> dict[str, UsageTotals]:
+        """Running totals per model of what this chain's calls were billed (every attempt and
+        re-ask that cost tokens, failed calls included), with their cost."""
+        return self._ledger.snapshot()
 
     @classmethod
     def from_config(
@@ -298,7 +308,7 @@ class Chain:
         }
         if response.served_by is None and trace.attempts:
             update["served_by"] = trace.attempts[-1].served_by
-        response = copy_with(response, update)
+        response = account(copy_with(response, update), trace.billed, self.prices)
         self._end(trace, start, None, response)
         return response
 
@@ -306,6 +316,8 @@ class Chain:
         self, trace: CallTrace, start: float, error: BaseException | None,
         response: LLMResponse | None = None, stream: bool = False,
     ) -> None:
+        if trace.billed:
+            self._ledger.add(trace.billed, self.prices)
         if self._observers:
             outcome = (
                 "ok"
@@ -327,7 +339,14 @@ class Chain:
                     response_model=response.model,
                     finish_reason=response.finish_reason,
                     cache=response.cache.status if response.cache is not None else None,
+                    cost_usd=response.usage.cost_usd,
+                    billed_input_tokens=response.usage.billed_input_tokens,
+                    billed_output_tokens=response.usage.billed_output_tokens,
+                    billed_cost_usd=response.usage.billed_cost_usd,
                 )
+            elif trace.billed:  # a failed call may still have been billed (a rejected answer)
+                data.update(billed_input_tokens=sum(b[1] for b in trace.billed),
+                            billed_output_tokens=sum(b[2] for b in trace.billed))
             trace.emit("call_end", None, data)
 
     # -- lifecycle ----------------------------------------------------------------------------

@@ -72,6 +72,7 @@ class TransportCall:
             self.record_attempt(trace, request, number, started_wall, t0, _outcome(wrapped), wrapped)
             raise wrapped from exc
         self.record_attempt(trace, request, number, started_wall, t0, "ok", None)
+        _bill(trace, request, response)
         if request.stream:  # a transport that cannot stream: its whole answer, replayed
             return replay(response, clock.now(), chunk_chars=max(1, len(response.text)))
         return response
@@ -114,6 +115,7 @@ class TransportCall:
                 elif item is None or isinstance(item, LLMResponse):  # the end (None: no final)
                     final = item if item is not None else LLMResponse(text="".join(parts))
                     self.record_attempt(trace, request, number, started_wall, t0, "ok", None)
+                    _bill(trace, request, final)
                     number = 0  # recorded: a close from here on is no cancellation
                     yield StreamUsage(final.usage)
                     yield Finish(final.finish_reason)
@@ -252,3 +254,10 @@ def compose(stages: Sequence[Middleware], innermost: Next) -> Next:
         else:
             call = partial(stream_default, stage.handle, call_next=call)
     return call
+
+
+def _bill(trace: CallTrace | None, request: LLMRequest, response: LLMResponse) -> None:
+    """Note what the provider billed for this answer, whatever a stage above makes of it."""
+    if trace is not None:
+        usage = response.usage
+        trace.billed.append((response.model or request.model, usage.input_tokens, usage.output_tokens))

@@ -26,6 +26,8 @@ EVENT_KINDS = (
     "attempt_end",
     "retry_scheduled",
     "rate_limit_wait",
+    "rate_limit_pause_refused",
+    "rate_limit_headers_ignored",
     "cache_hit",
     "cache_miss",
     "cache_store",
@@ -54,12 +56,14 @@ Observer = Callable[[Event], None]
 class CallTrace:
     """Per-call record shared by every stage of one call: attempts made, observers to tell."""
 
-    __slots__ = ("attempts", "observers", "request_id", "wall")
+    __slots__ = ("attempts", "billed", "observers", "request_id", "wall")
 
     def __init__(self, request_id: str, observers: tuple[Observer, ...], wall: Callable[[], float]):
         self.request_id = request_id
         self.observers = observers
         self.attempts: list[Attempt] = []
+        #: (model, input tokens, output tokens) of every answer the provider sent (``_usage``)
+        self.billed: list[tuple[str | None, int, int]] = []
         self.wall = wall
 
     def emit(self, kind: str, stage: str | None, data: Mapping[str, Any]) -> None:

@@ -224,9 +224,15 @@ class ProviderError(CallError):
 class RateLimited(ProviderError):
     """Too many requests or tokens: a 429 from the provider or the local limiter refusing."""
 
-    def __init__(self, message: str, *, status_code: int | None = 429, **kw: Any) -> None:
+    #: When the local limiter refused because the server asked for a pause longer than its
+    #: cap (``max_pause_s``): the seconds the server asked for. None otherwise.
+    server_asked_s: float | None = None
+
+    def __init__(self, message: str, *, status_code: int | None = 429,
+                 server_asked_s: float | None = None, **kw: Any) -> None:
         kw.setdefault("retryable", True)
         super().__init__(message, status_code=status_code, **kw)
+        self.server_asked_s = server_asked_s
 
     def details(self) -> list[str]:
         out = super().details()

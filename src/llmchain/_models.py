@@ -99,15 +99,31 @@ class Message(_Frozen):
 
 
 class Usage(_Frozen):
-    """Token counts reported by the provider (or estimated when it reports none)."""
+    """Token counts reported by the provider (or estimated when it reports none).
+
+    ``input_tokens`` / ``output_tokens`` / ``cost_usd`` are the final answer's. The ``billed_*``
+    fields (filled by the chain) count every answer the provider sent during the call: every
+    attempt and re-ask that cost tokens, the final one included (0 for a cache hit).
+    """
 
     input_tokens: int = 0
     output_tokens: int = 0
     cost_usd: float | None = None
+    billed_input_tokens: int | None = None
+    billed_output_tokens: int | None = None
+    billed_cost_usd: float | None = None
+    billed_answers: int | None = None
 
     @property
     def total_tokens(self) -> int:
         return self.input_tokens + self.output_tokens
+
+    @property
+    def billed_total_tokens(self) -> int:
+        """Tokens billed for the whole call (the final answer's when the chain did not count)."""
+        if self.billed_input_tokens is None or self.billed_output_tokens is None:
+            return self.total_tokens
+        return self.billed_input_tokens + self.billed_output_tokens
 
 
 class Attempt(_Frozen):

@@ -24,6 +24,7 @@ from ._events import CallTrace, current_call
 from ._exceptions import CallError, LLMChainError
 from ._models import LLMRequest, LLMResponse, copy_with
 from ._stream import Events, LLMStream, StreamEnd, StreamEvent, TextDelta, replay
+from ._usage import account
 from ._wrap import wrap_foreign
 
 if TYPE_CHECKING:
@@ -164,7 +165,7 @@ async def _call_end(chain: Chain, events: Events, request: LLMRequest, trace: Ca
                     "request_id": request.request_id, "notes": {**final.notes, "streamed": True}}
                 if final.served_by is None and trace.attempts:
                     update["served_by"] = trace.attempts[-1].served_by
-                final = copy_with(final, update)
+                final = account(copy_with(final, update), trace.billed, chain.prices)
                 chain._end(trace, start, None, final, stream=True)
                 event = StreamEnd(final)
             yield event

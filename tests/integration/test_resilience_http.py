@@ -192,7 +192,8 @@ def test_without_the_limiter_a_burst_provokes_429s() -> None:
 
 def test_with_the_limiter_on_no_429_is_ever_provoked() -> None:
     with FaultServer(rpm_limit=20) as server:
-        limiter = RateLimitMiddleware(RateLimitMiddleware.Options(rpm=20, tokenizer="heuristic"))
+        limiter = RateLimitMiddleware(RateLimitMiddleware.Options(  # a whole window at once
+            rpm=20, tokenizer="heuristic", burst_s=None))
         outcomes = asyncio.run(_run_many(Chain([limiter], transport_for(server), timeout_s=0.5), 30, 5))
         assert server.violations == 0
         assert server.request_count == 20
@@ -201,10 +202,12 @@ def test_with_the_limiter_on_no_429_is_ever_provoked() -> None:
 
 def test_the_adaptive_limiter_learns_the_limit_from_headers_and_provokes_no_429() -> None:
     with FaultServer(rpm_limit=15) as server:
-        limiter = RateLimitMiddleware(RateLimitMiddleware.Options(tokenizer="heuristic"))  # no rpm set
+        limiter = RateLimitMiddleware(RateLimitMiddleware.Options(  # no rpm set; window semantics
+            tokenizer="heuristic", burst_s=None))
         outcomes = asyncio.run(_run_many(Chain([limiter], transport_for(server), timeout_s=0.5), 25, 1))
         assert server.violations == 0
-    assert limiter.limits_for("default").requests == 15
+    learned = limiter.limits_for("default")  # 15 per minute, from limit, remaining and reset
+    assert learned.requests / learned.period_s == pytest.approx(15 / 60, rel=0.02)
     assert outcomes.count("ok") == 15 and outcomes.count("RateLimited:local") == 10
 
 

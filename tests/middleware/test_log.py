@@ -294,3 +294,29 @@ def test_through_the_json_handler_the_marker_stays_internal() -> None:
     (line,) = [json.loads(x) for x in stream.getvalue().splitlines()]
     check_schema(line)
     assert line["prompt"] == "user: key [REDACTED]"
+
+
+def test_without_include_bodies_no_prompt_or_answer_text_reaches_any_record(capture: Capture) -> None:
+    from llmchain import GaveUp, OutputError
+    from llmchain.middleware.parse import ParseMiddleware
+    from llmchain.middleware.repair import RepairMiddleware
+    prompt = "PROMPTMARKER what is the answer"
+    broken = '{"answer": "ANSWERMARKER", '  # locally repairable
+    hopeless = "ANSWERMARKER2 no json at all here"
+    schema = {"type": "object", "properties": {"answer": {"type": "string"}}, "required": ["answer"]}
+    stages = [log_stage(), RepairMiddleware(), ParseMiddleware()]
+    with Chain(stages, MockTransport.scripted(broken)) as chain:  # local repair
+        assert chain.complete_json(prompt, schema=schema) == {"answer": "ANSWERMARKER"}
+    with Chain(stages, MockTransport.scripted(hopeless, '{"answer": "ANSWERMARKER3"}')) as chain:
+        chain.complete_json(prompt, schema=schema)  # a re-ask
+    with Chain(stages, MockTransport.scripted(hopeless, cycle=True)) as chain, \
+            pytest.raises((GaveUp, OutputError)):
+        chain.complete_json(prompt, schema=schema)  # the ladder gives up
+    with Chain([log_stage(), ParseMiddleware()], MockTransport.scripted(hopeless)) as chain, \
+            pytest.raises(OutputError):
+        chain.complete_json(prompt, schema=schema)  # a parse error quotes the answer
+    text = capture.stream.getvalue()
+    assert "the answer was rejected" in text
+    assert capture.summaries() and "llm.repair" in text  # every kind of line was written...
+    for marker in ("PROMPTMARKER", "ANSWERMARKER"):
+        assert marker not in text  # ...with no body in any of them

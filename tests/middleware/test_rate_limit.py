@@ -12,6 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from llmchain import Chain, Event, LLMRequest, LLMResponse, Message, RateLimited, Usage
+from llmchain._events import CallTrace, current_call
 from llmchain.middleware.rate_limit import RateLimitMiddleware
 from llmchain.stores.base import RateLimitStore
 from llmchain.stores.memory import MemoryRateLimitStore
@@ -31,6 +32,7 @@ def _run(coro: Coroutine[Any, Any, Any]) -> Any:
 
 def _stage(clock: FakeClock, **options: Any) -> RateLimitMiddleware:
     options.setdefault("tokenizer", "heuristic")
+    options.setdefault("burst_s", None)  # window semantics; pacing has its own tests
     return RateLimitMiddleware(RateLimitMiddleware.Options(**options), clock=clock)
 
 
@@ -118,7 +120,11 @@ def test_provider_headers_pause_callers_and_lower_the_limits() -> None:
                "x-ratelimit-remaining-tokens": "49000", "x-ratelimit-reset-tokens": "1s"}
     inner = ScriptedNext(_answer(headers=headers), "ok", clock=clock)
     _run(stage.handle(_request(), inner))
-    assert stage.limits_for("default").requests == 100 and stage.limits_for("default").tokens == 50000
+    learned = stage.limits_for("default")  # rates from limit, remaining and reset together
+    assert learned.requests / learned.period_s == pytest.approx(100 / 2, rel=0.01)
+    assert learned.tokens / learned.period_s == pytest.approx(1000 / 1, rel=0.01)
+    assert learned.period_s == pytest.approx(50)  # the slower bucket's window (50000 / 1000)
+    assert learned.burst_s == pytest.approx(2)  # paced within the requests bucket (100 / 50)
     _run(stage.handle(_request(), inner))
     assert clock.sleeps == [pytest.approx(0.02)]  # one request refills in 2 s / 100
 
@@ -292,3 +298,172 @@ def test_a_429_without_retry_after_pauses_until_its_headers_say_capacity_is_back
     _run(stage.handle(_request(), inner))
     assert clock.sleeps == [1.0]  # one request refills in 60 s / 60
 
+
+
+@pytest.mark.parametrize("options", [{}, {"rpm": 1000}])
+def test_an_all_day_retry_after_pauses_nobody_and_the_error_says_what_was_asked(
+        options: dict[str, Any], caplog: pytest.LogCaptureFixture) -> None:
+    clock = FakeClock()
+    stage = _stage(clock, **options)
+    events: list[Event] = []
+    first, second = RateLimited("429", retry_after=86400), RateLimited("429", retry_after=86400)
+    inner = ScriptedNext(first, second, "ok", "ok", clock=clock)
+
+    async def run() -> None:
+        current_call.set(CallTrace("req", (events.append,), lambda: 0.0))
+        for error in (first, second):
+            with pytest.raises(RateLimited) as info:
+                await stage.handle(_request(), inner)
+            assert info.value is error  # the server's own 429, annotated
+        assert (await stage.handle(_request(), inner)).text == "ok"  # nobody paused
+        assert (await stage.handle(_request(), inner)).text == "ok"
+
+    with caplog.at_level("WARNING", logger="llmchain.rate_limit"):
+        _run(run())
+    assert inner.call_count == 4 and clock.sleeps == []
+    assert first.server_asked_s == 86400 and first.status_code == 429
+    assert "asked callers of 'default' to wait 86400s" in first.message
+    assert "max_pause_s=60" in first.message and "refused to wait that long" in first.message
+    assert not [e for e in events if e.kind == "rate_limit_wait"]
+    refused = [e for e in events if e.kind == "rate_limit_pause_refused"]
+    assert [e.data["server_asked_s"] for e in refused] == [86400, 86400]
+    warnings = [r for r in caplog.records if "86400s" in r.getMessage()]
+    assert len(warnings) == 1  # logged once per key, not once per 429
+
+
+def test_a_remaining_zero_with_a_huge_reset_pauses_nobody() -> None:
+    clock = FakeClock()
+    stage = _stage(clock, max_pause_s=5)
+    headers = {"x-ratelimit-limit-requests": "100", "x-ratelimit-remaining-requests": "0",
+               "x-ratelimit-reset-requests": "20h"}
+    inner = ScriptedNext(_answer(headers=headers), "ok", clock=clock)
+    _run(stage.handle(_request(), inner))
+    assert _run(stage.handle(_request(), inner)).text == "ok"  # 720 s asked > 5 s: no pause
+    assert clock.sleeps == [] and inner.call_count == 2
+
+
+def test_an_ask_at_the_cap_still_pauses_everyone() -> None:
+    clock = FakeClock()
+    stage = _stage(clock, max_pause_s=5)
+    inner = ScriptedNext(RateLimited("429", retry_after=5), "ok", clock=clock)
+    with pytest.raises(RateLimited) as info:
+        _run(stage.handle(_request(), inner))
+    assert info.value.server_asked_s is None
+    assert _run(stage.handle(_request(), inner)).text == "ok"
+    assert clock.sleeps == [5.0]
+
+
+def test_a_pause_within_the_cap_is_still_waited_out() -> None:
+    clock = FakeClock()
+    stage = _stage(clock)
+    inner = ScriptedNext(RateLimited("429", retry_after=60), "ok", clock=clock)
+    with pytest.raises(RateLimited):
+        _run(stage.handle(_request(), inner))
+    assert _run(stage.handle(_request(), inner)).text == "ok"
+    assert clock.sleeps == [60.0]
+
+
+def test_a_429_sent_before_the_pause_began_does_not_stack_it() -> None:
+    clock = FakeClock()
+    stage = _stage(clock)
+    released = [asyncio.Event(), asyncio.Event()]
+
+    def provider(i: int) -> Callable[[LLMRequest], Coroutine[Any, Any, LLMResponse]]:
+        async def call(request: LLMRequest) -> LLMResponse:
+            await released[i].wait()
+            raise RateLimited("429", retry_after=1)
+        return call
+
+    async def run() -> None:
+        first = asyncio.create_task(stage.handle(_request(), provider(0)))
+        second = asyncio.create_task(stage.handle(_request(), provider(1)))
+        for _ in range(3):
+            await asyncio.sleep(0)  # both sent at t = 0
+        clock.advance(0.1)
+        released[0].set()
+        with pytest.raises(RateLimited):
+            await first
+        assert await stage.store.paused_for("default", clock.now()) == pytest.approx(1.0)
+        clock.advance(0.4)
+        released[1].set()  # saw the same empty bucket: the pause is not restarted from now
+        with pytest.raises(RateLimited):
+            await second
+        assert await stage.store.paused_for("default", clock.now()) == pytest.approx(0.6)
+
+    _run(run())
+
+
+def test_a_429_contradicted_by_a_later_request_accepted_pauses_nobody() -> None:
+    clock = FakeClock()
+    stage = _stage(clock)
+    released = asyncio.Event()
+
+    async def refused(request: LLMRequest) -> LLMResponse:
+        await released.wait()
+        raise RateLimited("429", retry_after=1)
+
+    async def run() -> None:
+        first = asyncio.create_task(stage.handle(_request(), refused))
+        for _ in range(3):
+            await asyncio.sleep(0)  # sent at t = 0
+        clock.advance(0.1)
+        assert (await stage.handle(_request(), ScriptedNext("ok", clock=clock))).text == "ok"
+        released.set()  # the provider accepted a request sent after this one: not out of capacity
+        with pytest.raises(RateLimited):
+            await first
+        assert await stage.store.paused_for("default", clock.now()) == 0
+        clock.advance(0.1)  # a 429 for a request sent after the last accepted one still pauses
+        with pytest.raises(RateLimited):
+            await stage.handle(_request(), ScriptedNext(RateLimited("429", retry_after=1), clock=clock))
+        assert await stage.store.paused_for("default", clock.now()) == pytest.approx(1.0)
+
+    _run(run())
+
+
+def test_a_pause_ends_when_the_provider_accepts_a_request_sent_after_the_429() -> None:
+    clock = FakeClock()
+    stage = _stage(clock)
+    released = [asyncio.Event(), asyncio.Event()]
+
+    async def refused(request: LLMRequest) -> LLMResponse:
+        await released[0].wait()
+        raise RateLimited("429", retry_after=1)
+
+    async def accepted(request: LLMRequest) -> LLMResponse:
+        await released[1].wait()
+        return _answer()
+
+    async def run() -> None:
+        first = asyncio.create_task(stage.handle(_request(), refused))
+        for _ in range(3):
+            await asyncio.sleep(0)
+        clock.advance(0.05)
+        second = asyncio.create_task(stage.handle(_request(), accepted))  # sent after the first
+        for _ in range(3):
+            await asyncio.sleep(0)
+        clock.advance(0.05)
+        released[0].set()
+        with pytest.raises(RateLimited):
+            await first
+        assert await stage.store.paused_for("default", clock.now()) == pytest.approx(1.0)
+        clock.advance(0.1)
+        released[1].set()  # accepted: the provider's bucket was not empty, the pause ends
+        assert (await second).text == "ok"
+        assert await stage.store.paused_for("default", clock.now()) == 0
+
+    _run(run())
+
+
+def test_resume_keeps_a_pause_that_a_longer_ask_extended() -> None:
+    store = MemoryRateLimitStore()
+
+    async def run() -> None:
+        await store.pause("m", 0.0, 1.0)
+        await store.resume("m", 0.5, 1.0)
+        assert await store.paused_for("m", 0.5) == 0
+        await store.pause("m", 1.0, 1.0)
+        await store.pause("m", 1.0, 30.0)  # another caller's longer ask
+        await store.resume("m", 1.5, 1.0)
+        assert await store.paused_for("m", 1.5) == pytest.approx(29.5)
+
+    _run(run())

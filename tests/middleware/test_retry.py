@@ -84,12 +84,23 @@ def test_retry_after_beyond_the_deadline_gives_up_at_once() -> None:
     assert info.value.retry_after == 30 and not info.value.retryable
 
 
-def test_retry_after_longer_than_allowed_gives_up_at_once() -> None:
+def test_retry_after_longer_than_allowed_is_not_honoured_the_backoff_is_used() -> None:
     clock = FakeClock()
     inner = ScriptedNext(RateLimited("429", retry_after=600), "ok", clock=clock)
-    with pytest.raises(GaveUp, match="max_retry_after_s=60"):
+    assert _run(_retry(clock).handle(_request(), inner)).text == "ok"
+    assert inner.call_count == 2 and len(clock.sleeps) == 1 and clock.sleeps[0] <= 0.5
+
+
+def test_a_refused_long_ask_that_keeps_failing_says_what_the_server_asked() -> None:
+    clock = FakeClock()
+    errors = [RateLimited("429", retry_after=86400) for _ in range(4)]
+    inner = ScriptedNext(*errors, clock=clock)
+    with pytest.raises(GaveUp, match="max_retry_after_s=60") as info:
         _run(_retry(clock).handle(_request(), inner))
-    assert inner.call_count == 1
+    assert inner.call_count == 4 and max(clock.sleeps) <= 2.0  # backoff, never the day asked
+    assert "asked to wait 86400s" in info.value.message and "refused to wait" in info.value.message
+    last = info.value.errors[-1]
+    assert isinstance(last, RateLimited) and last.server_asked_s == 86400
 
 
 @pytest.mark.parametrize("error", [
@@ -176,7 +187,8 @@ def test_attempts_backoffs_and_total_sleep_properties(
 def test_budget_stops_a_retry_storm_during_an_outage() -> None:
     clock = FakeClock()
     stage = RetryMiddleware(RetryMiddleware.Options(max_attempts=4, budget_ratio=0.2, budget_min_per_s=0.5,
-                                                    budget_window_s=10), clock=clock, rng=lambda: 0.0)
+                                                    budget_window_s=10, throttle_k=None),
+                            clock=clock, rng=lambda: 0.0)
     inner = ScriptedNext(_503(), clock=clock)  # the provider is down: every call fails
     reasons = []
     for _ in range(200):
@@ -189,9 +201,83 @@ def test_budget_stops_a_retry_storm_during_an_outage() -> None:
     assert reasons[-1]  # late calls are refused by the budget, saying so
 
 
+def _outage_added_load(stage: RetryMiddleware, inner: ScriptedNext, calls: int) -> float:
+    for _ in range(calls):
+        with pytest.raises(GaveUp):
+            _run(stage.handle(_request(), inner))
+    return (inner.call_count - calls) / calls
+
+
+def test_adaptive_throttling_adds_at_most_a_fifth_of_the_load_in_a_full_outage() -> None:
+    import random
+    clock = FakeClock()
+    draw = random.Random(7).random  # injected RNG: the test is deterministic
+    stage = RetryMiddleware(RetryMiddleware.Options(max_attempts=4), clock=clock, rng=draw)
+    inner = ScriptedNext(_503(), clock=clock)
+    added = _outage_added_load(stage, inner, 300)
+    assert added <= 0.2  # vs 3.0 (three retries per call) without storm control
+    assert added > 0  # the first calls of the window still retry
+
+
+def test_adaptive_throttling_costs_nothing_at_thirty_percent_of_503s() -> None:
+    import random
+    clock = FakeClock()
+    faults = random.Random(3)
+    stage = RetryMiddleware(RetryMiddleware.Options(max_attempts=3), clock=clock,
+                            rng=random.Random(5).random)
+
+    def flaky(request: LLMRequest) -> Any:
+        return _503() if faults.random() < 0.3 else "ok"
+
+    ok = throttled = 0
+    for _ in range(1000):
+        try:
+            _run(stage.handle(_request(), ScriptedNext(flaky, clock=clock)))
+            ok += 1
+        except GaveUp as exc:
+            throttled += "throttling" in exc.message
+    assert throttled == 0  # never refused a retry: the formula stays at 0 below 50 % failures
+    assert ok >= 960  # 1 - 0.3**3 = 97.3 % in theory
+
+
+def test_adaptive_throttling_says_why_and_counts_what_the_window_holds() -> None:
+    clock = FakeClock()
+    stage = RetryMiddleware(RetryMiddleware.Options(max_attempts=2, throttle_min_attempts=4,
+                                                    throttle_window_s=60),
+                            clock=clock, rng=lambda: 0.0)
+    inner = ScriptedNext(_503(), clock=clock)
+    with pytest.raises(GaveUp):  # window holds 1 attempt: below the minimum, so it retries
+        _run(stage.handle(_request(), inner))
+    assert inner.call_count == 2
+    with pytest.raises(GaveUp):
+        _run(stage.handle(_request(), inner))  # 3 attempts seen when deciding: still retries
+    assert inner.call_count == 4
+    with pytest.raises(GaveUp, match=r"only 0 of the last 5 attempts .* probability 0.83"):
+        _run(stage.handle(_request(), inner))
+    assert inner.call_count == 5
+    clock.advance(61)  # the window forgets the outage
+    with pytest.raises(GaveUp, match="after 2 attempts"):
+        _run(stage.handle(_request(), inner))
+
+
+def test_throttle_counters_are_shared_by_name_across_stages() -> None:
+    clock = FakeClock()
+    opts = RetryMiddleware.Options(max_attempts=2, throttle_min_attempts=0, share="t-shared")
+    first = RetryMiddleware(opts, clock=clock, rng=lambda: 0.0)
+    second = RetryMiddleware(opts, clock=clock, rng=lambda: 0.0)
+    assert first.throttle_store is second.throttle_store
+    with pytest.raises(GaveUp):
+        _run(first.handle(_request(), ScriptedNext(_503(), clock=clock)))
+    inner = ScriptedNext(_503(), clock=clock)
+    with pytest.raises(GaveUp, match="throttling"):  # the second stage sees the first's failures
+        _run(second.handle(_request(), inner))
+    assert inner.call_count == 1
+
+
 def test_no_budget_means_no_retries_when_ratio_and_floor_are_zero() -> None:
     clock = FakeClock()
-    stage = RetryMiddleware(RetryMiddleware.Options(budget_ratio=0.0, budget_min_per_s=0.0), clock=clock)
+    stage = RetryMiddleware(RetryMiddleware.Options(budget_ratio=0.0, budget_min_per_s=0.0, throttle_k=None),
+                            clock=clock)
     inner = ScriptedNext(_503(), "ok", clock=clock)
     with pytest.raises(GaveUp, match="retry budget exhausted"):
         _run(stage.handle(_request(), inner))
@@ -213,7 +299,7 @@ def test_through_a_chain_every_attempt_is_on_the_response_and_on_the_error() -> 
                     clock=clock)
     with pytest.raises(GaveUp) as info:
         failing.complete("hi")
-    assert [a.status_code for a in info.value.attempts] == [503, 503, 503]
+    assert [a.status_code for a in info.value.attempts] == [503, 503, 503, 503]  # 4 by default
     assert info.value.request_id is not None
 
 

@@ -251,7 +251,7 @@ def test_client_does_not_hang_forever_sync(stages: list[Any], where: str) -> Non
 def test_attempt_timeout_with_retries_ends_within_the_deadline_on_real_time() -> None:
     transport = MockTransport.scripted(MockReply(delay_s=5, text="late"), MockReply(delay_s=5, text="late"),
                                        MockReply(delay_s=5, text="late"), "on time")
-    chain = Chain([RetryMiddleware(RetryMiddleware.Options(base_s=0.01, cap_s=0.01)),
+    chain = Chain([RetryMiddleware(RetryMiddleware.Options(max_attempts=3, base_s=0.01, cap_s=0.01)),
                    TimeoutMiddleware(TimeoutMiddleware.Options(attempt_s=0.05))],
                   transport, timeout_s=0.3)
     t0 = time.monotonic()

@@ -68,6 +68,8 @@ def workers(redis_url: str, prefix: str) -> Iterator[Workers]:
 
 
 def _command(server: FaultServer, limiter: dict[str, Any], calls: int, timeout_s: float) -> dict[str, Any]:
+    # window semantics as configured (no pacing, no learning): these test the shared store
+    limiter = {"burst_s": None, "limits": "configured", **limiter}
     return {"stages": [{"use": "rate_limit", "tokenizer": "heuristic", **limiter}],
             "transport": {"use": "openai", "base_url": server.base_url, "api_key_env": "", "model": "gpt-test"},
             "calls": calls, "timeout_s": timeout_s}

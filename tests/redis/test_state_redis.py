@@ -16,7 +16,17 @@ import redis
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from llmchain import Chain, CircuitOpen, ConfigError, LLMRequest, LLMResponse, Message, ProviderError, Usage
+from llmchain import (
+    Chain,
+    CircuitOpen,
+    ConfigError,
+    GaveUp,
+    LLMRequest,
+    LLMResponse,
+    Message,
+    ProviderError,
+    Usage,
+)
 from llmchain.middleware.circuit_breaker import CircuitBreakerMiddleware
 from llmchain.middleware.rate_limit import RateLimitMiddleware
 from llmchain.policies.admission import AdmissionLog, RateLimits
@@ -35,7 +45,8 @@ RESERVE = st.tuples(st.just("reserve"), STEPS, st.integers(1, 2), st.integers(0,
 RECONCILE = st.tuples(st.just("reconcile"), st.integers(0, 40), st.integers(0, 2), st.integers(0, 80))
 PAUSE = st.tuples(st.just("pause"), STEPS, st.sampled_from([0.5, 1.0, 10.0, 40.0]))
 LIMITS = st.builds(RateLimits, st.one_of(st.none(), st.integers(1, 5)),
-                   st.one_of(st.none(), st.integers(80, 200)), st.sampled_from([1.0, 10.0, 60.0]))
+                   st.one_of(st.none(), st.integers(80, 200)), st.sampled_from([1.0, 10.0, 60.0]),
+                   st.sampled_from([None, 1.0, 5.0]))
 
 
 _examples = itertools.count()
@@ -199,6 +210,41 @@ def test_idle_keys_expire_once_they_cannot_matter(settings: RedisSettings, redis
     assert len(names) == 2 and all(10_000 < client.pttl(n) <= 11_000 for n in names)
 
 
+def test_an_over_long_ask_pauses_no_worker_and_a_capped_pause_expires_with_the_cap(
+        settings: RedisSettings, redis_url: str) -> None:
+    from llmchain import RateLimited
+    clock = FakeClock()
+    stages = [RateLimitMiddleware(clock=clock, store=RedisRateLimitStore(settings))
+              for _ in range(2)]  # no limit: the state key holds only the pause
+    asks = [86400.0, 60.0]  # a day (over max_pause_s: nobody pauses), then a minute (the cap)
+    calls = 0
+
+    async def provider(request: LLMRequest) -> LLMResponse:
+        nonlocal calls
+        calls += 1
+        if calls in (1, 3):
+            raise RateLimited("429", retry_after=asks.pop(0))
+        return LLMResponse(text="ok", usage=Usage())
+
+    async def run() -> None:
+        request = LLMRequest(messages=(Message(role="user", content="x"),), model="m")
+        with pytest.raises(RateLimited) as info:
+            await stages[0].handle(request, provider)
+        assert info.value.server_asked_s == 86400
+        assert (await stages[1].handle(request, provider)).text == "ok"  # not paused
+        assert await stages[1].store.paused_for("m", clock.now()) == 0
+        with pytest.raises(RateLimited):
+            await stages[0].handle(request, provider)  # asks 60 s: every worker pauses
+        assert await stages[1].store.paused_for("m", clock.now()) == pytest.approx(60, abs=1)
+        for stage in stages:
+            await stage.store.aclose()  # type: ignore[attr-defined]
+
+    asyncio.run(run())
+    client = redis.Redis.from_url(redis_url)
+    names = [n for n in client.scan_iter(match=f"{settings.key_prefix}*") if n.endswith(b":state")]
+    assert names and all(0 < client.pttl(n) <= 61_000 for n in names)  # the TTL follows the cap
+
+
 # -- the stages, configured by name -----------------------------------------------------------
 
 
@@ -212,7 +258,7 @@ def test_two_chains_built_from_toml_share_one_redis_budget(
         tmp_path: Path, redis_url: str, prefix: str, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TEAM_REDIS", with_query(redis_url, key_prefix=prefix))
     config = _toml(tmp_path, '[[stages]]\nuse = "rate_limit"\nrpm = 3\nstore = "redis"\n'
-                             'store_url_env = "TEAM_REDIS"\nshare = "team"\n')
+                             'store_url_env = "TEAM_REDIS"\nshare = "team"\nburst_s = 0\n')
     first, second = Chain.from_config(config), Chain.from_config(config)
     sent = [chain.complete("hi", timeout_s=0.5).text for chain in (first, second, first)]
     assert sent == ["hi"] * 3
@@ -266,7 +312,7 @@ def test_one_round_trip_per_reservation(
 
     monkeypatch.setattr(redis.asyncio.Redis, "execute_command", counting)
     monkeypatch.setenv("REDIS_URL", with_query(redis_url, key_prefix=prefix))
-    limiter = RateLimitMiddleware(RateLimitMiddleware.Options(rpm=100, store="redis"))
+    limiter = RateLimitMiddleware(RateLimitMiddleware.Options(rpm=100, store="redis", burst_s=None))
     breaker = CircuitBreakerMiddleware(CircuitBreakerMiddleware.Options(store="redis"))
     chain = Chain([breaker, limiter])
 
@@ -314,3 +360,72 @@ def test_a_call_ending_at_its_deadline_still_settles_its_booking(
     state = next(n for n in client.scan_iter(match=f"{settings.key_prefix}:rl:*:state"))
     assert client.hget(state, "t") == "10"  # the booking was replaced by the real usage
     client.close()
+
+
+@EXAMPLES
+@given(ops=st.lists(st.tuples(st.sampled_from(["1", "0", ""]), STEPS), max_size=40))
+def test_the_lua_throttle_counts_exactly_like_the_python_throttle(
+        redis_url: str, prefix: str, ops: list[tuple[str, float]]) -> None:
+    from llmchain.policies.budget import AdaptiveThrottle
+    from llmchain.stores.state_redis import RedisThrottleStore
+    store = RedisThrottleStore(_fresh_settings(redis_url, prefix), time_base="caller")
+    model = AdaptiveThrottle(k=2.0, window_s=60.0)
+
+    async def run() -> None:
+        now = 1000.0
+        for accepted, dt in ops:
+            now += dt
+            if accepted:
+                await store.record("m", now, accepted == "1", 2.0, 60.0)
+                model.record(now, accepted == "1")
+            assert await store.totals("m", now, 2.0, 60.0) == model.totals(now)
+        await store.aclose()
+
+    asyncio.run(run())
+
+
+def test_an_outage_seen_by_one_worker_throttles_retries_in_another(settings: RedisSettings) -> None:
+    from llmchain.middleware.retry import RetryMiddleware
+    from llmchain.stores.state_redis import RedisThrottleStore
+    clock = FakeClock()
+    stages = []
+    for _ in range(2):
+        stage = RetryMiddleware(RetryMiddleware.Options(max_attempts=3, throttle_min_attempts=0),
+                                clock=clock, rng=lambda: 0.0)
+        stage.throttle_store, stage._memory_throttle = RedisThrottleStore(settings), None
+        stages.append(stage)
+    attempts = 0
+
+    async def down(request: LLMRequest) -> LLMResponse:
+        nonlocal attempts
+        attempts += 1
+        raise ProviderError("HTTP 503", status_code=503)
+
+    async def run() -> None:
+        for _ in range(3):
+            with pytest.raises(GaveUp):
+                await stages[0].handle(LLMRequest(messages=(Message(role="user", content="x"),)), down)
+        before = attempts
+        with pytest.raises(GaveUp, match="throttling"):
+            await stages[1].handle(LLMRequest(messages=(Message(role="user", content="x"),)), down)
+        assert attempts == before + 1  # worker two saw worker one's failures: no retry
+        for stage in stages:
+            await stage.throttle_store.aclose()  # type: ignore[union-attr]
+
+    asyncio.run(run())
+
+
+def test_resume_ends_a_pause_unless_a_longer_ask_extended_it(settings: RedisSettings) -> None:
+    store = RedisRateLimitStore(settings)  # the server's clock: the times passed are ignored
+
+    async def run() -> None:
+        await store.pause("m", 0.0, 5.0)
+        await store.resume("m", 0.0, 5.0)
+        assert await store.paused_for("m", 0.0) == 0
+        await store.pause("m", 0.0, 5.0)
+        await store.pause("m", 0.0, 30.0)  # another worker's longer ask
+        await store.resume("m", 0.0, 5.0)
+        assert await store.paused_for("m", 0.0) == pytest.approx(30, abs=1)
+        await store.aclose()
+
+    asyncio.run(run())

@@ -130,14 +130,15 @@ def test_deployment_limits_spill_over_and_then_wait_for_the_earliest_slot() -> N
     clock = FakeClock()
     chain = route_chain([{"name": "a", "rpm": 2, "weight": 100}, {"name": "b", "rpm": 1, "weight": 0.01}],
                         mocks(clock, a=[], b=[]), clock=clock)
-    served = [chain.complete(f"q{i}", timeout_s=120).served_by for i in range(3)]
-    assert served == ["a", "a", "b"]  # a at its limit: b takes the overflow, no 429 anywhere
+    served = [chain.complete(f"q{i}", timeout_s=120).served_by for i in range(2)]
+    # a's limiter paces (rpm 2: its next slot is 30 s away): b takes the overflow, no 429 anywhere
+    assert served == ["a", "b"] and clock.slept == 0
     with pytest.raises(RateLimited, match="every deployment is at its limit") as info:
-        chain.complete("q", timeout_s=5)  # the next slot is a minute away
-    assert info.value.status_code is None and info.value.retry_after == pytest.approx(60.0)
+        chain.complete("q", timeout_s=5)  # the next slot is 30 s away
+    assert info.value.status_code is None and info.value.retry_after == pytest.approx(30.0)
     assert clock.slept == 0
     assert chain.complete("q", timeout_s=120).served_by == "a"
-    assert clock.slept == pytest.approx(60.0)  # it waited for the earliest slot instead
+    assert clock.slept == pytest.approx(30.0)  # it waited for the earliest slot instead
 
 
 def test_context_windows_steer_calls_and_context_length_exceeded_moves_to_a_larger_window() -> None:

@@ -228,3 +228,23 @@ def test_otel_configured_sees_a_global_sdk_provider(monkeypatch: pytest.MonkeyPa
 
 def test_provider_of() -> None:
     assert provider_of("openai:gpt-4o") == "openai" and provider_of(None) is None
+
+
+def test_billed_tokens_and_cost_of_every_reask_reach_the_span_and_the_token_metric(
+        otel: Telemetry) -> None:
+    from llmchain.middleware.parse import ParseMiddleware
+    from llmchain.middleware.repair import RepairMiddleware
+    transport = MockTransport.scripted(MockReply(text="not json", input_tokens=100, output_tokens=50),
+                                       MockReply(text='{"a": 1}', input_tokens=160, output_tokens=50),
+                                       model="gpt-4o-mini")
+    with Chain([RepairMiddleware(), ParseMiddleware()], transport, observers=[otel.observer]) as chain:
+        chain.complete_json("q", schema={"type": "object"})
+        totals = chain.usage()["gpt-4o-mini"]  # the chain's running totals, for any observer
+    (call,) = [s for s in otel.finished() if s.kind == SpanKind.CLIENT]
+    attrs = call.attributes or {}
+    assert attrs["gen_ai.usage.input_tokens"] == 160  # the final answer's
+    assert attrs["llmchain.usage.billed_input_tokens"] == 260  # both answers were paid for
+    assert attrs["llmchain.usage.billed_cost_usd"] == pytest.approx(totals.cost_usd)
+    by_type = sorted((p.attributes["gen_ai.token.type"], p.sum)
+                     for p in otel.points("gen_ai.client.token.usage"))
+    assert by_type == [("input", 260), ("output", 100)]

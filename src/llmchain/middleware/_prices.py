@@ -1,8 +1,9 @@
 """Prices of common models, for the estimated cost in log lines and ``Usage.cost_usd``.
 
 US dollars per 1 million tokens (input, output), standard tier, no batch or cached-input
-discounts, as published by OpenAI and Anthropic (2025). Prices change: override or
-extend them with the log stage's ``prices`` option rather than trusting this table.
+discounts, as published by OpenAI and Anthropic (``PRICES_VERSION``). Prices change:
+override or extend them (``llmchain.set_prices``, a chain's ``prices`` attribute, or the log
+stage's ``prices`` option) rather than trusting this table.
 
 Model names match exactly, else by the longest known prefix (``gpt-4o-mini-2024-07-18`` →
 ``gpt-4o-mini``), after dropping a provider prefix (``openai/gpt-4o`` → ``gpt-4o``).
@@ -14,7 +15,11 @@ from collections.abc import Mapping
 
 Price = tuple[float, float]
 
-PRICES: dict[str, Price] = {
+#: Which edition of the table below this is; bump it whenever a price changes, so costs in
+#: logs and totals can say which prices they were computed with.
+PRICES_VERSION = "2025-08"
+
+PRICES: dict[str, Price] = {  # edition: PRICES_VERSION
     # OpenAI
     "gpt-5": (1.25, 10.00),
     "gpt-5-mini": (0.25, 2.00),
@@ -52,6 +57,8 @@ class PriceTable:
 
     def __init__(self, overrides: Mapping[str, Price] | None = None) -> None:
         self._prices: dict[str, Price] = {**PRICES, **(overrides or {})}
+        #: Which prices these are: the built-in table's version, "+overrides" when changed.
+        self.version = PRICES_VERSION + ("+overrides" if overrides else "")
         # longest first, so "gpt-4o-mini-…" matches gpt-4o-mini before gpt-4o
         self._prefixes = sorted(self._prices, key=len, reverse=True)
         self._resolved: dict[str, Price | None] = {}
@@ -78,3 +85,24 @@ class PriceTable:
         if price is None:
             return None
         return (input_tokens * price[0] + output_tokens * price[1]) / 1_000_000
+
+
+_default = PriceTable()
+
+
+def default_prices() -> PriceTable:
+    """The process-wide table chains use (``set_prices`` changes it)."""
+    return _default
+
+
+def set_prices(overrides: Mapping[str, Price], *, replace: bool = False) -> PriceTable:
+    """Override or extend the process-wide price table: model → (input, output) USD per 1M
+    tokens. ``replace=True`` drops the built-in table (only ``overrides`` are then known).
+    Chains built afterwards use it; returns the new table."""
+    global _default
+    table = PriceTable(overrides)
+    if replace:
+        table._prices = dict(overrides)
+        table._prefixes = sorted(table._prices, key=len, reverse=True)
+    _default = table
+    return table

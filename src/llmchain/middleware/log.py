@@ -32,7 +32,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from .._clock import REAL_CLOCK, Clock
 from .._content import describe_message
 from .._events import CallTrace, Event, current_call
-from .._exceptions import CallError, GaveUp, TimeoutExceeded
+from .._exceptions import CallError, GaveUp, OutputError, TimeoutExceeded
 from .._models import LLMRequest, LLMResponse, copy_with
 from .._redact import (
     LOG_RECORD_ATTRS,
@@ -218,7 +218,10 @@ class LogMiddleware:
                 "finish_reason": response.finish_reason,
             }
             if response.notes:
-                fields["notes"] = redact_value(dict(response.notes))
+                notes = response.notes
+                if not self.options.include_bodies and not _BODY_NOTES.isdisjoint(notes):
+                    notes = {k: v for k, v in notes.items() if k not in _BODY_NOTES}
+                fields["notes"] = redact_value(dict(notes))
             message = f"llm call ok: {model} {latency_ms:.0f} ms"
         else:
             fields = {"event": "llm.call", "request_id": request.request_id, PRE_REDACTED: True}
@@ -227,7 +230,7 @@ class LogMiddleware:
             fields.update(
                 model=request.model, transport=last.served_by if last is not None else None,
                 outcome=outcome, error_type=type(error).__name__,
-                error=trim(redact(str(error)), 300) if outcome == "error" else None,
+                error=self._error_text(error) if outcome == "error" and error is not None else None,
                 status_code=error.status_code if isinstance(error, CallError) else None,
                 latency_ms=latency_ms, attempts=len(attempts), cache=None, cache_age_s=None,
                 tokens_in=None, tokens_out=None, cost_usd=None, finish_reason=None,
@@ -256,6 +259,14 @@ class LogMiddleware:
         record.__dict__.update(fields)
         log.handle(record)
 
+    def _error_text(self, error: BaseException) -> str:
+        """The error's message; an output error's quotes the answer, so without
+        ``include_bodies`` only what kind of rejection it was is logged."""
+        if not self.options.include_bodies and _quotes_output(error):
+            return (f"{type(error).__name__}: the answer was rejected (the message quotes it: "
+                    "logged only with include_bodies)")
+        return trim(redact(str(error)), 300)
+
     def _on_event(self, event: Event) -> None:
         if event.kind in _QUIET_EVENTS:
             return
@@ -267,6 +278,10 @@ class LogMiddleware:
         fields[PRE_REDACTED] = True
         self._logger.debug("llm %s (%s)", event.kind, event.stage or "chain", extra=fields)
 
+
+#: Notes that carry model output (the raw answer before a local repair): bodies, logged only
+#: with ``include_bodies``.
+_BODY_NOTES = frozenset({"original_text"})
 
 _CALL_SITE: tuple[str, int, str] | None = None
 
@@ -289,6 +304,13 @@ def _stream_fields(fields: dict[str, Any], timing: dict[str, Any], response: LLM
     replayed = response is not None and response.cache is not None and response.cache.status == "hit"
     fields["tokens_per_s"] = (round(tokens / generating, 1) if tokens and generating > 0 and not replayed
                               else None)  # a replayed cache hit says nothing of the model's speed
+
+
+def _quotes_output(error: BaseException) -> bool:
+    """Whether the error's message may quote model output (an output error, or one behind it)."""
+    if isinstance(error, OutputError):
+        return True
+    return isinstance(error, GaveUp) and any(isinstance(e, OutputError) for e in error.errors or ())
 
 
 def _error_details(error: CallError, fields: dict[str, Any]) -> None:

@@ -71,6 +71,7 @@ class Deployment(BaseModel):
     weight: float = Field(1.0, gt=0, description="Share of calls (weighted_random) and tie-breaker for the others.")  # noqa: E501
     rpm: int | None = Field(None, ge=1, description="Requests per minute this deployment allows.")
     tpm: int | None = Field(None, ge=1, description="Tokens per minute this deployment allows.")
+    burst_s: float | None = Field(1.0, ge=0, description="As rate_limit's: pacing, at most this many seconds' worth of rpm at once; 0: a whole minute's quota may go at once.")  # noqa: E501
     context_window: int | None = Field(None, ge=1, description="Tokens it accepts (prompt + max_tokens); None: unknown.")  # noqa: E501
     cooldown_s: float | None = Field(None, gt=0, description="Cool-down after a failure without Retry-After; None: the stage's.")  # noqa: E501
     breaker: dict[str, Any] | Literal[False] = Field(default_factory=dict, description="circuit_breaker options for this deployment; false: none.")  # noqa: E501
@@ -285,7 +286,7 @@ class _Built:
             if breaker is not None:
                 stages.append(breaker[2])
         limiter = build_stage({"use": "rate_limit", **store, "rpm": spec.rpm,
-                               "tpm": spec.tpm,
+                               "tpm": spec.tpm, "burst_s": spec.burst_s,
                                "tokenizer": o.tokenizer, "output_tokens": o.output_tokens, "max_wait_s": 0},
                               1, registry, clock, where)
         if limiter is not None:

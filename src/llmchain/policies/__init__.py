@@ -2,17 +2,19 @@
 
 Each holds the decision logic of one stage, takes time as an argument and never sleeps, so it
 can be property-tested on its own: ``Backoff`` (retry delays), ``RetryBudget`` (retries as a
-share of recent calls), ``AdmissionLog`` (sliding-window rate limiting), ``BreakerPolicy``
+share of recent calls), ``AdaptiveThrottle`` (the SRE book's client-side throttling of
+retries), ``AdmissionLog`` (sliding-window rate limiting), ``BreakerPolicy``
 (circuit breaker state machine), and header parsers for Retry-After and rate-limit hints.
 """
 
 from .admission import AdmissionLog, RateLimits, Reservation
 from .backoff import Backoff
 from .breaker import BreakerConfig, BreakerPolicy, Permit
-from .budget import RetryBudget
+from .budget import AdaptiveThrottle, RetryBudget, throttle_probability
 from .headers import RateLimitHints, parse_duration, parse_retry_after, rate_limit_hints
 
 __all__ = [
+    "AdaptiveThrottle",
     "AdmissionLog",
     "Backoff",
     "BreakerConfig",
@@ -25,4 +27,5 @@ __all__ = [
     "parse_duration",
     "parse_retry_after",
     "rate_limit_hints",
+    "throttle_probability",
 ]

@@ -1,9 +1,12 @@
 """Rate-limit admission for one key: a sliding-window log with FIFO reservations.
 
 Guarantee: within any window of ``period_s`` seconds, the requests (and the tokens) admitted
-never add up to more than the limit, while a full limit's worth may go at once (as providers
-allow). A full-burst token bucket holding the same limit (how OpenAI, Anthropic and the fault
-server account) therefore never refuses what this log admits.
+never add up to more than the limit. A full-burst token bucket holding the same limit (how
+OpenAI, Anthropic and the fault server account) therefore never refuses what this log admits.
+With ``burst_s`` set (the stage's default), admissions are also paced by a GCRA: a token
+bucket holding ``burst`` units and refilling at the limit's rate never refuses them, so a
+provider that enforces a per-minute limit over 1 s (Azure) does not see a minute's quota in
+one second.
 
 Callers *reserve*: ``reserve`` returns when the caller may send (``wait_s`` from now) and
 books that slot at once, so callers are served in the order they reserved (a reservation is
@@ -29,24 +32,41 @@ from typing import NamedTuple
 
 @dataclass(frozen=True, slots=True)
 class RateLimits:
-    """Limits per ``period_s`` seconds; ``None`` means that dimension is not limited."""
+    """Limits per ``period_s`` seconds; ``None`` means that dimension is not limited.
+
+    ``burst_s``: pacing (GCRA) of requests. Admissions are spread at the requests limit's rate,
+    with at most ``burst_s`` seconds' worth of it at once (at least one call): ``burst_s = 1``
+    lets 10 of a 600-per-minute limit go together, then one every 0.1 s. None: no pacing, a
+    whole window's limit may go at once. Tokens are bounded by the window only: their bookings
+    are estimates (corrected afterwards), too coarse to pace on.
+    """
 
     requests: int | None = None
     tokens: int | None = None
     period_s: float = 60.0
+    burst_s: float | None = None
+
+    def burst(self, limit: int) -> float:
+        """Units allowed at once for a dimension limited to ``limit`` (at least 1)."""
+        if self.burst_s is None:
+            return float(limit)
+        return max(1.0, min(float(limit), limit * self.burst_s / self.period_s))
 
 
 class Reservation(NamedTuple):
     """The outcome of ``reserve``: admitted (send after ``wait_s``) or refused.
 
     When refused, ``wait_s`` is the wait that would have been needed (``inf`` if the call is
-    larger than the limit itself) and ``reason`` says why: ``"deadline"`` or ``"too_large"``.
+    larger than the limit itself) and ``reason`` says why: ``"deadline"``, ``"too_large"`` or
+    ``"server_pause"`` (the server asked for a pause longer than the cap: ``asked_s`` seconds;
+    calls fail fast until the capped pause, ``wait_s`` from now, is over).
     """
 
     admitted: bool
     wait_s: float
     ticket: object = None
     reason: str | None = None
+    asked_s: float | None = None
 
 
 class Ticket:
@@ -67,7 +87,8 @@ class Ticket:
 class AdmissionLog:
     """The log for one key. Not thread-safe by itself: stores call it under a lock."""
 
-    __slots__ = ("entries", "last", "paused_until", "requests", "tokens")
+    __slots__ = ("asked_s", "entries", "last", "paused_until", "refuse_until", "requests",
+                 "tat_r", "tokens")
 
     def __init__(self) -> None:
         self.entries: deque[Ticket] = deque()
@@ -75,6 +96,9 @@ class AdmissionLog:
         self.tokens = 0
         self.last = -math.inf  # time of the latest reservation (FIFO floor)
         self.paused_until = -math.inf
+        self.refuse_until = -math.inf  # a capped over-long server pause: fail fast until then
+        self.asked_s = 0.0  # what the server asked for, for the error message
+        self.tat_r = -math.inf  # GCRA: the theoretical arrival time of requests (pacing)
 
     def reserve(
         self, now: float, requests: int, tokens: int, limits: RateLimits, max_wait: float | None
@@ -83,11 +107,16 @@ class AdmissionLog:
         max_r, max_t, period = limits.requests, limits.tokens, limits.period_s
         if (max_r is not None and requests > max_r) or (max_t is not None and tokens > max_t):
             return Reservation(False, math.inf, None, "too_large")
+        if self.refuse_until > now:
+            return Reservation(False, self.refuse_until - now, None, "server_pause", self.asked_s)
         at = now
         if self.last > at:
             at = self.last
         if self.paused_until > at:
             at = self.paused_until
+        if limits.burst_s is not None and max_r is not None and requests:  # pacing: GCRA
+            burst = limits.burst(max_r)
+            at = max(at, self.tat_r + (min(requests, burst) - burst) * (period / max_r))
         entries = self.entries
         sum_r, sum_t = self.requests, self.tokens
         passed = 0
@@ -115,6 +144,8 @@ class AdmissionLog:
             return Reservation(False, wait, None, "deadline")
         for _ in range(passed):  # later reservations are never earlier: these never count again
             entries.popleft().live = False
+        if limits.burst_s is not None and max_r is not None:
+            self.tat_r = max(self.tat_r, at) + requests * period / max_r
         ticket = Ticket(at, requests, tokens)
         entries.append(ticket)
         self.requests = sum_r + requests
@@ -130,7 +161,18 @@ class AdmissionLog:
         ticket.requests = requests
         ticket.tokens = tokens
 
-    def pause(self, until: float) -> None:
-        """No reservation may start before ``until`` (the provider said to back off)."""
+    def resume(self, now: float, seconds: float) -> None:
+        """End the current pause now, unless it ends more than ``seconds`` from now (a later,
+        longer ask extended it: that one stays)."""
+        if now < self.paused_until <= now + seconds:
+            self.paused_until = now
+
+    def pause(self, until: float, asked_s: float | None = None) -> None:
+        """No reservation may start before ``until`` (the provider said to back off). With
+        ``asked_s`` (the server asked for longer than the cap), reservations are refused until
+        then instead of waiting."""
         if until > self.paused_until:
             self.paused_until = until
+        if asked_s is not None and until > self.refuse_until:
+            self.refuse_until = until
+            self.asked_s = asked_s

@@ -1,4 +1,6 @@
-"""Retry budget: retries may be at most a share of recent calls plus a small floor.
+"""Retry budgets: ``AdaptiveThrottle`` (the default) and ``RetryBudget`` (opt-in, legacy).
+
+``RetryBudget``: retries may be at most a share of recent calls plus a small floor.
 
 The same idea as Finagle's ``RetryBudget``, Tower's ``retry::budget``, Envoy's retry budgets
 and gRPC's retry throttling: during an outage every first attempt fails, and per-call retry
@@ -8,6 +10,9 @@ client can still retry), so an outage costs at most ``1 + ratio`` times the norm
 
 Counts live in ``buckets`` time slots covering ``window_s``; old slots are reused lazily, so
 each operation is O(buckets) at worst under one short lock, with no background work.
+
+A fixed share binds at moderate error rates (30 % of 503s needs ~40 % retries), so the retry
+stage now defaults to ``AdaptiveThrottle`` below, which binds only when most attempts fail.
 """
 
 from __future__ import annotations
@@ -77,3 +82,68 @@ class RetryBudget:
                 return False
             self._retries[i] += 1
             return True
+
+
+class AdaptiveThrottle:
+    """Client-side adaptive throttling (Google SRE book, "Handling Overload"), for retries.
+
+    Over a sliding window the client counts ``requests`` (attempts sent) and ``accepts``
+    (attempts the backend did not refuse with a retryable error). A retry is refused locally
+    with probability ``max(0, (requests - k * accepts) / (requests + 1))``. With ``k = 2`` the
+    probability stays 0 until more than half of the attempts fail, so moderate error rates
+    (30 % of 503s) cost nothing, while in a full outage (no accepts) it tends to 1 and retries
+    add almost no load. First attempts are never refused here: they are what ends an outage.
+
+    The counters are bucketed like ``RetryBudget`` (O(buckets) per operation, one short lock).
+    """
+
+    __slots__ = ("_accepts", "_lock", "_n", "_requests", "_slots", "_width", "k", "window_s")
+
+    def __init__(self, k: float = 2.0, window_s: float = 60.0, buckets: int = 12) -> None:
+        if k < 1 or window_s <= 0 or buckets < 1:
+            raise ValueError("k must be >= 1, window_s > 0, buckets >= 1")
+        self.k = k
+        self.window_s = window_s
+        self._n = buckets
+        self._width = window_s / buckets
+        self._requests = [0] * buckets
+        self._accepts = [0] * buckets
+        self._slots = [-(2**62)] * buckets
+        self._lock = threading.Lock()
+
+    def _bucket(self, now: float) -> tuple[int, int]:
+        slot = math.floor(now / self._width)
+        i = slot % self._n
+        if self._slots[i] != slot:
+            self._slots[i] = slot
+            self._requests[i] = 0
+            self._accepts[i] = 0
+        return slot, i
+
+    def record(self, now: float, accepted: bool) -> None:
+        """Count one attempt and whether the backend accepted it."""
+        with self._lock:
+            i = self._bucket(now)[1]
+            self._requests[i] += 1
+            if accepted:
+                self._accepts[i] += 1
+
+    def totals(self, now: float) -> tuple[int, int]:
+        """(requests, accepts) counted in the window ending at ``now``."""
+        with self._lock:
+            oldest = self._bucket(now)[0] - self._n
+            requests = accepts = 0
+            for i in range(self._n):
+                if self._slots[i] > oldest:
+                    requests += self._requests[i]
+                    accepts += self._accepts[i]
+            return requests, accepts
+
+    def reject_probability(self, now: float) -> float:
+        """The chance that a retry is refused now."""
+        return throttle_probability(*self.totals(now), self.k)
+
+
+def throttle_probability(requests: int, accepts: int, k: float) -> float:
+    """``max(0, (requests - k * accepts) / (requests + 1))``: the SRE book's formula."""
+    return max(0.0, (requests - k * accepts) / (requests + 1))

@@ -33,19 +33,38 @@ end
 """
 
 #: KEYS: log, state. ARGV: now, requests, tokens, max_requests, max_tokens ("" = none),
-#: period_s, max_wait_s ("" = none). Returns {1, wait, member, at} or {0, wait, reason}.
+#: period_s, max_wait_s ("" = none), burst_s ("" = no pacing).
+#: Returns {1, wait, member, at} or {0, wait, reason}
+#: ({0, wait, "server_pause", asked_s} while a capped over-long server pause is in force).
 RESERVE = _PRELUDE + """
 local now = clock(ARGV[1])
 local req, tok = tonumber(ARGV[2]), tonumber(ARGV[3])
 local max_r, max_t = tonumber(ARGV[4]), tonumber(ARGV[5])
 local period, max_wait = tonumber(ARGV[6]), tonumber(ARGV[7])
 if (max_r and req > max_r) or (max_t and tok > max_t) then return {0, 'inf', 'too_large'} end
-local st = redis.call('HMGET', KEYS[2], 'r', 't', 'last', 'paused')
+local st = redis.call('HMGET', KEYS[2], 'r', 't', 'last', 'paused', 'refuse', 'asked', 'tat_r')
 local sum_r, sum_t = tonumber(st[1]) or 0, tonumber(st[2]) or 0
 local last, paused = tonumber(st[3]), tonumber(st[4])
+local refuse = tonumber(st[5])
+if refuse and refuse > now then return {0, fmt(refuse - now), 'server_pause', st[6]} end
 local at = now
 if last and last > at then at = last end
 if paused and paused > at then at = paused end
+local burst_s = tonumber(ARGV[8])
+local tat_r = tonumber(st[7]) or -math.huge
+local function burst(limit)
+  local b = limit * burst_s / period
+  if b > limit then b = limit end
+  if b < 1 then b = 1 end
+  return b
+end
+if burst_s then  -- pacing (GCRA): no earlier than the theoretical arrival time allows
+  if max_r and req > 0 then
+    local b = burst(max_r)
+    local e = tat_r + (math.min(req, b) - b) * (period / max_r)
+    if e > at then at = e end
+  end
+end
 local function fits()
   return (not max_r or sum_r + req <= max_r) and (not max_t or sum_t + tok <= max_t)
 end
@@ -79,6 +98,9 @@ local seq = redis.call('HINCRBY', KEYS[2], 'seq', 1)
 local member = string.format('%015d:%d:%d', seq, req, tok)
 redis.call('ZADD', KEYS[1], at, member)
 redis.call('HSET', KEYS[2], 'r', sum_r + req, 't', sum_t + tok, 'last', at)
+if burst_s then
+  if max_r then redis.call('HSET', KEYS[2], 'tat_r', math.max(tat_r, at) + req * period / max_r) end
+end
 local horizon = at
 if paused and paused > horizon then horizon = paused end
 local ttl = math.ceil((horizon - now + period) * 1000) + 1000
@@ -102,7 +124,9 @@ redis.call('HINCRBY', KEYS[2], 't', tok - tonumber(t))
 return member
 """
 
-#: KEYS: state. ARGV: now, seconds. Returns the pause's end.
+#: KEYS: state. ARGV: now, seconds (already capped by the stage), asked_s ("" = the ask was
+#: within the cap; else reservations are refused until the pause ends). Returns the pause's end.
+#: The key's TTL follows the capped pause, so a huge ask never outlives the cap.
 PAUSE = _PRELUDE + """
 local now = clock(ARGV[1])
 local till = now + tonumber(ARGV[2])
@@ -111,9 +135,25 @@ if not paused or till > paused then
   redis.call('HSET', KEYS[1], 'paused', till)
   paused = till
 end
+if ARGV[3] ~= '' then
+  local refuse = tonumber(redis.call('HGET', KEYS[1], 'refuse'))
+  if not refuse or till > refuse then redis.call('HSET', KEYS[1], 'refuse', till, 'asked', ARGV[3]) end
+end
 local ttl = math.ceil((till - now) * 1000) + 1000
 if redis.call('PTTL', KEYS[1]) < ttl then redis.call('PEXPIRE', KEYS[1], ttl) end
 return fmt(paused)
+"""
+
+#: KEYS: state. ARGV: now, seconds. Ends the pause now unless it ends more than ``seconds``
+#: from now (a longer ask extended it). Returns 1 when a pause was ended, else 0.
+RESUME = _PRELUDE + """
+local now = clock(ARGV[1])
+local paused = tonumber(redis.call('HGET', KEYS[1], 'paused'))
+if paused and paused > now and paused <= now + tonumber(ARGV[2]) then
+  redis.call('HSET', KEYS[1], 'paused', fmt(now))
+  return 1
+end
+return 0
 """
 
 #: KEYS: state. ARGV: now. Returns the seconds left in the pause ("0" when not paused).
@@ -122,6 +162,43 @@ local now = clock(ARGV[1])
 local paused = tonumber(redis.call('HGET', KEYS[1], 'paused'))
 if not paused or paused <= now then return '0' end
 return fmt(paused - now)
+"""
+
+#: KEYS: counters (a hash, fields ``r<slot>`` / ``a<slot>``). ARGV: now, bucket width, buckets,
+#: accepted ("1", "0", or "" to only read). Returns {requests, accepts} in the window. The
+#: retry stage's ``AdaptiveThrottle`` (``policies.budget``), ported.
+THROTTLE = _PRELUDE + """
+local now = clock(ARGV[1])
+local width, n = tonumber(ARGV[2]), tonumber(ARGV[3])
+local slot = math.floor(now / width)
+if ARGV[4] ~= '' then
+  redis.call('HINCRBY', KEYS[1], 'r' .. slot, 1)
+  if ARGV[4] == '1' then redis.call('HINCRBY', KEYS[1], 'a' .. slot, 1) end
+  redis.call('PEXPIRE', KEYS[1], math.ceil(width * n * 1000) + 1000)
+end
+local all = redis.call('HGETALL', KEYS[1])
+local requests, accepts = 0, 0
+for j = 1, #all, 2 do
+  local kind, at = string.sub(all[j], 1, 1), tonumber(string.sub(all[j], 2))
+  if at and at > slot - n then
+    if kind == 'r' then requests = requests + tonumber(all[j + 1])
+    else accepts = accepts + tonumber(all[j + 1]) end
+  else
+    redis.call('HDEL', KEYS[1], all[j])
+  end
+end
+return {requests, accepts}
+"""
+
+#: KEYS: state. ARGV: now. Returns {seconds left in the pause, asked_s or ""}.
+PAUSE_INFO = _PRELUDE + """
+local now = clock(ARGV[1])
+local h = redis.call('HMGET', KEYS[1], 'paused', 'refuse', 'asked')
+local paused, refuse = tonumber(h[1]), tonumber(h[2])
+local left = '0'
+if paused and paused > now then left = fmt(paused - now) end
+if refuse and refuse > now then return {left, h[3]} end
+return {left, ''}
 """
 
 _BREAKER = _PRELUDE + """

@@ -48,12 +48,41 @@ class RateLimitStore(Protocol):
         """Replace the units booked under ``ticket`` (real usage; zeros release the slot)."""
         ...
 
-    async def pause(self, key: str, now: float, seconds: float) -> None:
-        """Start no reservation for ``key`` sooner than ``seconds`` from ``now``."""
+    async def pause(self, key: str, now: float, seconds: float, asked_s: float | None = None) -> None:
+        """Start no reservation for ``key`` sooner than ``seconds`` from ``now``. ``asked_s``:
+        the server asked for more than the stage's cap (``seconds`` is the cap); reservations
+        are then refused (reason ``"server_pause"``) rather than delayed, until the pause ends."""
+        ...
+
+    async def resume(self, key: str, now: float, seconds: float) -> None:
+        """End the pause of ``key`` now, unless it ends more than ``seconds`` from now (another
+        caller's longer ask extended it): the provider accepted a request sent after the 429
+        that started it, so its bucket was not empty."""
+        ...
+
+    async def pause_info(self, key: str, now: float) -> tuple[float, float | None]:
+        """(seconds left in the pause of ``key``, what the server asked for when the pause is a
+        capped over-long ask, else None)."""
         ...
 
     async def paused_for(self, key: str, now: float) -> float:
         """Seconds left in the current pause of ``key`` (0 when not paused)."""
+        ...
+
+
+@runtime_checkable
+class ThrottleStore(Protocol):
+    """Counters of the retry stage's adaptive throttling (``policies.budget.AdaptiveThrottle``),
+    keyed (e.g. by model), so that several processes can share one view of a provider's health."""
+
+    name: str
+
+    async def record(self, key: str, now: float, accepted: bool, k: float, window_s: float) -> None:
+        """Count one attempt and whether the backend accepted it."""
+        ...
+
+    async def totals(self, key: str, now: float, k: float, window_s: float) -> tuple[int, int]:
+        """(requests, accepts) counted in the window ending at ``now``."""
         ...
 
 
@@ -84,6 +113,10 @@ class BreakerStore(Protocol):
 RATE_LIMIT_STORES: dict[str, str] = {
     "memory": "llmchain.stores.memory:open_rate_limit_store",
     "redis": "llmchain.stores.state_redis:open_rate_limit_store",
+}
+THROTTLE_STORES: dict[str, str] = {
+    "memory": "llmchain.stores.memory:open_throttle_store",
+    "redis": "llmchain.stores.state_redis:open_throttle_store",
 }
 BREAKER_STORES: dict[str, str] = {
     "memory": "llmchain.stores.memory:open_breaker_store",
@@ -116,4 +149,11 @@ def open_breaker_store(kind: str = "memory", *, share: str | None = None,
                        url: str | None = None) -> BreakerStore:
     """The breaker store ``kind`` names; ``share`` names state shared by every user of it."""
     store: BreakerStore = _open(BREAKER_STORES, "circuit-breaker", kind, share, url)
+    return store
+
+
+def open_throttle_store(kind: str = "memory", *, share: str | None = None,
+                        url: str | None = None) -> ThrottleStore:
+    """The retry-throttle store ``kind`` names; ``share`` names state shared by every user of it."""
+    store: ThrottleStore = _open(THROTTLE_STORES, "retry-throttle", kind, share, url)
     return store

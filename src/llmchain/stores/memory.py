@@ -14,6 +14,7 @@ import threading
 
 from ..policies.admission import AdmissionLog, RateLimits, Reservation, Ticket
 from ..policies.breaker import BreakerConfig, BreakerPolicy, BreakerState, Permit
+from ..policies.budget import AdaptiveThrottle
 
 
 class MemoryRateLimitStore:
@@ -58,9 +59,23 @@ class MemoryRateLimitStore:
     async def reconcile(self, key: str, ticket: object, *, requests: int, tokens: int) -> None:
         self.reconcile_now(key, ticket, requests=requests, tokens=tokens)
 
-    async def pause(self, key: str, now: float, seconds: float) -> None:
+    async def pause(self, key: str, now: float, seconds: float, asked_s: float | None = None) -> None:
         with self._lock:
-            self._log(key).pause(now + seconds)
+            self._log(key).pause(now + seconds, asked_s)
+
+    async def resume(self, key: str, now: float, seconds: float) -> None:
+        with self._lock:
+            log = self._logs.get(key)
+            if log is not None:
+                log.resume(now, seconds)
+
+    async def pause_info(self, key: str, now: float) -> tuple[float, float | None]:
+        with self._lock:
+            log = self._logs.get(key)
+            if log is None:
+                return 0.0, None
+            asked = log.asked_s if log.refuse_until > now else None
+            return max(0.0, log.paused_until - now), asked
 
     def paused_until(self, key: str) -> float:
         """When the current pause of ``key`` ends (-inf: never paused); a lock-free read."""
@@ -117,9 +132,37 @@ class MemoryBreakerStore:
         return f"MemoryBreakerStore(keys={sorted(self._breakers)})"
 
 
+class MemoryThrottleStore:
+    """``ThrottleStore`` in this process's memory (one ``AdaptiveThrottle`` per key)."""
+
+    name = "memory"
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._throttles: dict[str, AdaptiveThrottle] = {}
+
+    def throttle(self, key: str, k: float, window_s: float) -> AdaptiveThrottle:
+        """The counters of ``key`` (the retry stage's fast path uses them directly)."""
+        throttle = self._throttles.get(key)
+        if throttle is None:
+            with self._lock:
+                throttle = self._throttles.setdefault(key, AdaptiveThrottle(k, window_s))
+        return throttle
+
+    async def record(self, key: str, now: float, accepted: bool, k: float, window_s: float) -> None:
+        self.throttle(key, k, window_s).record(now, accepted)
+
+    async def totals(self, key: str, now: float, k: float, window_s: float) -> tuple[int, int]:
+        return self.throttle(key, k, window_s).totals(now)
+
+    def __repr__(self) -> str:
+        return f"MemoryThrottleStore(keys={sorted(self._throttles)})"
+
+
 _shared_lock = threading.Lock()
 _shared_limiters: dict[str, MemoryRateLimitStore] = {}
 _shared_breakers: dict[str, MemoryBreakerStore] = {}
+_shared_throttles: dict[str, MemoryThrottleStore] = {}
 
 
 def open_rate_limit_store(*, share: str | None = None, url: str | None = None) -> MemoryRateLimitStore:
@@ -136,3 +179,11 @@ def open_breaker_store(*, share: str | None = None, url: str | None = None) -> M
         return MemoryBreakerStore()
     with _shared_lock:
         return _shared_breakers.setdefault(share, MemoryBreakerStore())
+
+
+def open_throttle_store(*, share: str | None = None, url: str | None = None) -> MemoryThrottleStore:
+    """A private store, or (with ``share``) the process-wide one of that name."""
+    if share is None:
+        return MemoryThrottleStore()
+    with _shared_lock:
+        return _shared_throttles.setdefault(share, MemoryThrottleStore())

@@ -26,11 +26,14 @@ from ..policies.admission import RateLimits, Reservation, Ticket
 from ..policies.breaker import BreakerConfig, BreakerState, Permit
 from . import _lua
 from ._redis_common import LOCAL, RedisGuard, RedisSettings, Script, close_clients, parse_settings
-from .memory import MemoryBreakerStore, MemoryRateLimitStore
+from .memory import MemoryBreakerStore, MemoryRateLimitStore, MemoryThrottleStore
 
 _RESERVE, _RECONCILE = Script(_lua.RESERVE), Script(_lua.RECONCILE)
 _PAUSE, _PAUSED_FOR = Script(_lua.PAUSE), Script(_lua.PAUSED_FOR)
+_PAUSE_INFO, _RESUME = Script(_lua.PAUSE_INFO), Script(_lua.RESUME)
 _ACQUIRE, _RECORD, _STATE = Script(_lua.ACQUIRE), Script(_lua.RECORD), Script(_lua.STATE)
+_THROTTLE = Script(_lua.THROTTLE)
+_THROTTLE_BUCKETS = 12  # as policies.budget.AdaptiveThrottle
 TimeBase = Literal["server", "caller"]
 _STATES: dict[str, BreakerState] = {"closed": "closed", "open": "open", "half_open": "half_open"}
 
@@ -80,15 +83,17 @@ class RedisRateLimitStore:
     async def reserve(self, key: str, now: float, requests: int, tokens: int, limits: RateLimits,
                       max_wait_s: float | None) -> Reservation:
         args = (self._now(now), requests, tokens, _limit(limits.requests), _limit(limits.tokens),
-                repr(limits.period_s), "" if max_wait_s is None else repr(max_wait_s))
+                repr(limits.period_s), "" if max_wait_s is None else repr(max_wait_s),
+                "" if limits.burst_s is None else repr(limits.burst_s))
         keys = self._keys(key)
 
         async def run(client: Any) -> Reservation:
             reply = await _RESERVE(client, keys, args)
             if int(reply[0]) == 1:
                 return Reservation(True, float(reply[1]), RedisTicket(str(reply[2]), str(reply[3])))
+            asked = float(reply[3]) if len(reply) > 3 and reply[3] else None
             return Reservation(False, math.inf if reply[1] == "inf" else float(reply[1]), None,
-                               str(reply[2]))
+                               str(reply[2]), asked)
 
         result = await self.guard.run("reserve", run)
         if result is LOCAL:
@@ -110,11 +115,17 @@ class RedisRateLimitStore:
 
         await self.guard.run("reconcile", run, settle=True)  # LOCAL: the estimate stays booked
 
-    async def pause(self, key: str, now: float, seconds: float) -> None:
-        keys, args = self._keys(key)[1:], (self._now(now), repr(seconds))
+    async def pause(self, key: str, now: float, seconds: float, asked_s: float | None = None) -> None:
+        keys = self._keys(key)[1:]
+        args = (self._now(now), repr(seconds), "" if asked_s is None else repr(asked_s))
         # the twin pauses too: it serves this process if Redis goes away during the pause
-        await self.local.pause(key, now, seconds)
+        await self.local.pause(key, now, seconds, asked_s)
         await self.guard.run("pause", lambda client: _PAUSE(client, keys, args), settle=True)
+
+    async def resume(self, key: str, now: float, seconds: float) -> None:
+        keys, args = self._keys(key)[1:], (self._now(now), repr(seconds))
+        await self.local.resume(key, now, seconds)
+        await self.guard.run("resume", lambda client: _RESUME(client, keys, args), settle=True)
 
     async def paused_for(self, key: str, now: float) -> float:
         keys, args = self._keys(key)[1:], (self._now(now),)
@@ -124,6 +135,19 @@ class RedisRateLimitStore:
 
         result = await self.guard.run("paused_for", run)
         return await self.local.paused_for(key, now) if result is LOCAL else result
+
+    async def pause_info(self, key: str, now: float) -> tuple[float, float | None]:
+        keys, args = self._keys(key)[1:], (self._now(now),)
+
+        async def run(client: Any) -> tuple[float, float | None]:
+            left, asked = await _PAUSE_INFO(client, keys, args)
+            return float(left), float(asked) if asked else None
+
+        result = await self.guard.run("pause_info", run)
+        if result is LOCAL:
+            return await self.local.pause_info(key, now)
+        info: tuple[float, float | None] = result
+        return info
 
     async def aclose(self) -> None:
         await close_clients(self.settings)
@@ -205,6 +229,54 @@ class RedisBreakerStore:
 
     def __repr__(self) -> str:
         return f"RedisBreakerStore({self.name}, prefix={self._prefix!r})"
+
+
+class RedisThrottleStore:
+    """``ThrottleStore`` in Redis: the retry stage's adaptive-throttling counters, shared by
+    every worker (key ``<key_prefix>:rt:{<share>:<key>}``, expiring a window after the last
+    attempt). During a Redis outage each worker counts on its own (``local``)."""
+
+    def __init__(self, settings: RedisSettings, share: str | None = None, *,
+                 time_base: TimeBase = "server") -> None:
+        self.settings = settings
+        self.name = settings.display
+        self._prefix = f"{settings.key_prefix}:rt:{{{share or 'default'}:"
+        self._server_time = time_base == "server"
+        self.guard = RedisGuard(settings, "retry")
+        self.local = MemoryThrottleStore()
+
+    async def _run(self, op: str, key: str, now: float, accepted: str, window_s: float) -> Any:
+        keys = (f"{self._prefix}{key}}}",)
+        args = ("" if self._server_time else repr(now), repr(window_s / _THROTTLE_BUCKETS),
+                _THROTTLE_BUCKETS, accepted)
+
+        async def run(client: Any) -> tuple[int, int]:
+            requests, accepts = await _THROTTLE(client, keys, args)
+            return int(requests), int(accepts)
+
+        return await self.guard.run(op, run, settle=op == "record")
+
+    async def record(self, key: str, now: float, accepted: bool, k: float, window_s: float) -> None:
+        if await self._run("record", key, now, "1" if accepted else "0", window_s) is LOCAL:
+            await self.local.record(key, now, accepted, k, window_s)
+
+    async def totals(self, key: str, now: float, k: float, window_s: float) -> tuple[int, int]:
+        result = await self._run("totals", key, now, "", window_s)
+        if result is LOCAL:
+            return await self.local.totals(key, now, k, window_s)
+        totals: tuple[int, int] = result
+        return totals
+
+    async def aclose(self) -> None:
+        await close_clients(self.settings)
+
+    def __repr__(self) -> str:
+        return f"RedisThrottleStore({self.name}, prefix={self._prefix!r})"
+
+
+def open_throttle_store(*, share: str | None = None, url: str | None = None) -> RedisThrottleStore:
+    """Factory named by ``stores.base.THROTTLE_STORES["redis"]``."""
+    return RedisThrottleStore(parse_settings(url), share)
 
 
 def open_rate_limit_store(*, share: str | None = None, url: str | None = None) -> RedisRateLimitStore:

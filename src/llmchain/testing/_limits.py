@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from typing import Literal
 
@@ -11,25 +12,39 @@ Headers = list[tuple[str, str]]
 
 
 class MinuteBucket:
-    """A token bucket holding ``per_minute`` units, refilled continuously (as providers do)."""
+    """A token bucket holding ``per_minute`` units, refilled continuously (as providers do).
 
-    def __init__(self, per_minute: int) -> None:
-        if per_minute <= 0:
-            raise ValueError("a per-minute limit must be > 0")
+    ``window_s``: how long an empty bucket takes to refill (60: per minute; 1: a 1 s window).
+    ``capacity``: units it holds (default ``per_minute``; a smaller one enforces the limit over
+    shorter intervals, as Azure does). ``now``: the time source (tests pass a fake clock's).
+    """
+
+    def __init__(self, per_minute: int, window_s: float = 60.0, *, capacity: float | None = None,
+                 now: Callable[[], float] = time.monotonic) -> None:
+        if per_minute <= 0 or window_s <= 0:
+            raise ValueError("a limit and its window must be > 0")
         self.limit = per_minute
-        self._rate = per_minute / 60.0
-        self._level = float(per_minute)
-        self._at = time.monotonic()
+        self._rate = per_minute / window_s
+        self._capacity = float(per_minute if capacity is None else capacity)
+        self._level = self._capacity
+        self._now = now
+        self._at = now()
         self._lock = threading.Lock()
 
     def _refill(self, now: float) -> None:
-        self._level = min(self.limit, self._level + (now - self._at) * self._rate)
+        self._level = min(self._capacity, self._level + (now - self._at) * self._rate)
         self._at = now
+
+    def wait_for(self, units: int) -> float:
+        """0 if ``units`` fit now, else the seconds until they do (nothing is taken)."""
+        with self._lock:
+            self._refill(self._now())
+            return 0.0 if self._level >= units else (units - self._level) / self._rate
 
     def take(self, units: int) -> float:
         """Take ``units`` and return 0, or take nothing and return the seconds until they fit."""
         with self._lock:
-            self._refill(time.monotonic())
+            self._refill(self._now())
             if self._level >= units:
                 self._level -= units
                 return 0.0
@@ -38,8 +53,8 @@ class MinuteBucket:
     def state(self) -> tuple[int, float]:
         """(remaining units, seconds until the bucket is full again)."""
         with self._lock:
-            self._refill(time.monotonic())
-            return int(self._level), (self.limit - self._level) / self._rate
+            self._refill(self._now())
+            return int(self._level), (self._capacity - self._level) / self._rate
 
 
 def go_duration(seconds: float) -> str:
@@ -77,11 +92,20 @@ def anthropic_headers(kind: str, limit: int, remaining: int, reset_s: float) -> 
 
 
 class ServerLimits:
-    """Optional requests- and tokens-per-minute limits, answering like the provider would."""
+    """Optional requests- and tokens-per-window limits, answering like the provider would.
 
-    def __init__(self, rpm: int | None, tpm: int | None) -> None:
-        self.buckets = [(kind, MinuteBucket(limit)) for kind, limit in
-                        (("requests", rpm), ("tokens", tpm)) if limit]
+    ``window_s``: the window the limits are stated for (60: per minute, reported in headers
+    as such). ``per_second``: also enforce them over every second (a bucket holding a 60th of
+    a per-minute limit, Azure's documented behaviour); the headers still describe the window.
+    """
+
+    def __init__(self, rpm: int | None, tpm: int | None, *, window_s: float = 60.0,
+                 per_second: bool = False, now: Callable[[], float] = time.monotonic) -> None:
+        self.buckets = [
+            (kind, MinuteBucket(limit, window_s, now=now),
+             MinuteBucket(limit, window_s, capacity=max(1.0, limit / window_s), now=now)
+             if per_second else None)
+            for kind, limit in (("requests", rpm), ("tokens", tpm)) if limit]
         self.violations = 0
         self._lock = threading.Lock()
 
@@ -89,8 +113,13 @@ class ServerLimits:
         """(rate-limit headers to send, "rpm_limit"/"tpm_limit" if refused else None, wait s)."""
         headers: Headers = []
         fmt = openai_headers if api == "openai" else anthropic_headers
-        for kind, bucket in self.buckets:
-            wait = bucket.take(1 if kind == "requests" else tokens)
+        for kind, bucket, per_second in self.buckets:
+            units = 1 if kind == "requests" else tokens
+            wait = per_second.wait_for(units) if per_second is not None else 0.0
+            if not wait:
+                wait = bucket.take(units)
+                if not wait and per_second is not None:
+                    per_second.take(units)
             remaining, reset = bucket.state()
             headers += fmt(kind, bucket.limit, remaining, max(reset, wait))
             if wait:

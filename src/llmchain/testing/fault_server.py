@@ -69,7 +69,9 @@ class FaultServer:
 
     ``plan``: a FaultPlan, a script (list of faults), a rates dict or one fault (see
     ``FaultPlan.coerce``); ``seed`` seeds rates given that way. ``rpm_limit`` / ``tpm_limit``:
-    server-side limits answered with 429s. ``content``: the answer text, ``"echo"`` (the last
+    server-side limits answered with 429s, stated per ``limit_window_s`` (60: per minute; 1: a
+    1 s window); ``limit_per_second=True`` also enforces them over every second (Azure's
+    per-minute limits evaluated per second). ``content``: the answer text, ``"echo"`` (the last
     user message) or a function of the request body; ``json_content``: the answer to
     structured-output requests (default: a value built from their schema). ``piece_chars``:
     text per stream event; ``stream_interval_s``: pause between stream events. ``api_key``:
@@ -88,6 +90,8 @@ class FaultServer:
         seed: int | None = 0,
         rpm_limit: int | None = None,
         tpm_limit: int | None = None,
+        limit_window_s: float = 60.0,
+        limit_per_second: bool = False,
         content: str | Content = "echo",
         json_content: Any = None,
         piece_chars: int = 16,
@@ -101,7 +105,8 @@ class FaultServer:
     ) -> None:
         self._seed = seed
         self._plan = FaultPlan.coerce(plan, seed)
-        self._limits = ServerLimits(rpm_limit, tpm_limit)
+        self._limits = ServerLimits(rpm_limit, tpm_limit, window_s=limit_window_s,
+                                    per_second=limit_per_second)
         self._content = content
         self._tool_calls = list(tool_calls)
         self._responder = Responder(json_content=json_content, piece_chars=piece_chars,

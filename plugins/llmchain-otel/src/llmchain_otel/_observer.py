@@ -187,10 +187,18 @@ class OtelObserver:
             span.set_attribute(FINISH_REASONS, [data["finish_reason"]])
         for kind, name in (("input", INPUT_TOKENS), ("output", OUTPUT_TOKENS)):
             count = data.get(f"{kind}_tokens")
+            billed = data.get(f"billed_{kind}_tokens")  # every attempt and re-ask that cost tokens
             if count is not None:
                 span.set_attribute(name, count)
-                if call.cache != "hit" and not error_type:  # a hit spent no tokens
-                    self._tokens.record(count, {**attrs, TOKEN_TYPE: kind})
+            if billed is not None:
+                span.set_attribute(f"llmchain.usage.billed_{kind}_tokens", billed)
+                if billed:  # a failed call may have been billed too; a cache hit was not
+                    self._tokens.record(billed, {**attrs, TOKEN_TYPE: kind})
+            elif count is not None and call.cache != "hit" and not error_type:
+                self._tokens.record(count, {**attrs, TOKEN_TYPE: kind})
+        for key in ("cost_usd", "billed_cost_usd"):
+            if data.get(key) is not None:
+                span.set_attribute(f"llmchain.usage.{key}", data[key])
         if data.get("latency_s") is not None:
             self._duration.record(data["latency_s"], attrs)
         span.end(_ns(event.time))
