@@ -34,7 +34,6 @@ class SyncResponseStream:
     def __init__(self, stream: ResponseStream) -> None:
         self._stream = stream
         self._pump = _Pump(stream)
-        self._chunks: list[str] = []
 
     @property
     def response(self) -> LLMResponse | None:
@@ -42,8 +41,9 @@ class SyncResponseStream:
 
     @property
     def text(self) -> str:
-        """The text handed out so far."""
-        return "".join(self._chunks)
+        """The text so far (``ResponseStream.text``: the provider's, which may be up to the
+        read-ahead window ahead of the chunks taken; the final response's once it has ended)."""
+        return self._stream.text
 
     def __iter__(self) -> Iterator[str]:
         return self
@@ -52,7 +52,6 @@ class SyncResponseStream:
         while True:
             event = self._pump.next()
             if type(event) is TextDelta:
-                self._chunks.append(event.text)
                 return event.text
 
     def events(self) -> Iterator[StreamEvent]:
@@ -62,8 +61,6 @@ class SyncResponseStream:
                 event = self._pump.next()
             except StopIteration:
                 return
-            if type(event) is TextDelta:
-                self._chunks.append(event.text)
             yield event
 
     def close(self) -> None:
