@@ -20,7 +20,7 @@ from ._config import (
     load_config,
 )
 from ._events import CallTrace, Observer, current_call
-from ._exceptions import CallError, ConfigError, LLMChainError
+from ._exceptions import CallError, ConfigError, InputTypeError, LLMChainError
 from ._loop import LOOP
 from ._models import PLAIN_PARAMS, LLMRequest, LLMResponse, Message, copy_with, prompt_request
 from ._order import check_order, stage_roles
@@ -199,11 +199,11 @@ class Chain:
 
     async def acomplete(self, prompt: Prompt, **params: Any) -> LLMResponse:
         """Send ``prompt`` through every stage; returns the response or raises one CallError."""
-        return await self._run(self._request(prompt, params))
+        return await self._run(_whole(self._request(prompt, params)))
 
     def complete(self, prompt: Prompt, **params: Any) -> LLMResponse:
         """Sync ``acomplete``: works in scripts, threads, and inside a running loop."""
-        request = self._request(prompt, params)
+        request = _whole(self._request(prompt, params))
         return LOOP.run(self._run(request))
 
     async def acomplete_json(
@@ -213,7 +213,7 @@ class Chain:
         from ._structured import coerce_output, schema_for  # structured output only: not at import
 
         params.update(schema_for(schema))  # an InputTypeError for anything but a model or a dict
-        response = await self._run(self._request(prompt, params))
+        response = await self._run(_whole(self._request(prompt, params)))
         return coerce_output(response, schema)
 
     def complete_json(self, prompt: Prompt, *, schema: type[M] | Mapping[str, Any], **params: Any) -> Any:
@@ -376,3 +376,13 @@ class Chain:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         await self.aclose()
+
+
+def _whole(request: LLMRequest) -> LLMRequest:
+    """``complete()`` answers whole: a ``stream=True`` request would come back with a stream
+    nobody reads (its connection left open), so it is refused before anything is sent."""
+    if request.stream:
+        raise InputTypeError(
+            "stream=True was passed to complete()/acomplete(), which return the whole answer; "
+            "use chain.stream() (sync) or chain.astream() (async) to receive it as it arrives")
+    return request

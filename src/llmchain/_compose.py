@@ -31,6 +31,7 @@ from ._stream import (
     stream_response,
 )
 from ._stream_deadline import Watchdog, deadline_passed, idle_passed
+from ._text_buffer import TextBuffer
 from ._types import Middleware, Next, Transport
 from ._wrap import wrap_foreign
 
@@ -83,7 +84,10 @@ class TransportCall:
                            started_wall: float, t0: float) -> LLMResponse:
         """Open the provider's stream and wait for its first event: every failure until then
         is this attempt's plain error (retry and fallback act on it); later ones interrupt."""
-        source: AsyncIterator[Any] = self.transport.stream(request).__aiter__()  # type: ignore[attr-defined]
+        text = TextBuffer()  # the text so far, held once: by the transport if it fills it
+        fills = getattr(self.transport, "fills_stream_text", False)
+        opened = self.transport.stream(request, text=text) if fills else self.transport.stream(request)  # type: ignore[attr-defined]
+        source: AsyncIterator[Any] = opened.__aiter__()
         idle = request.metadata.get(STREAM_IDLE_KEY) if request.metadata else None
         try:
             first = await self._pull(source, request, idle, first=True)
@@ -95,14 +99,16 @@ class TransportCall:
             if error is None:
                 raise
             raise error from (exc if error is not exc else exc.__cause__)
-        parts: list[str] = []
         stream = LLMStream(self._events(source, first, request, idle, trace, number, started_wall, t0,
-                                        parts), opened_at=t0, first_at=self.clock.now(), parts=parts)
+                                        text, not fills),
+                           opened_at=t0, first_at=self.clock.now(), buffer=text)
         return stream_response(stream)
 
     async def _events(self, source: AsyncIterator[Any], item: Any, request: LLMRequest,
                       idle: float | None, trace: CallTrace | None, number: int, started_wall: float,
-                      t0: float, parts: list[str]) -> AsyncGenerator[StreamEvent, None]:
+                      t0: float, text: TextBuffer, collect: bool) -> AsyncGenerator[StreamEvent, None]:
+        """The stream's events; text deltas are added to ``text`` here if ``collect`` (else the
+        transport fills it itself)."""
         watchdog = None
         if type(self.clock) is RealClock and (request.deadline is not None or idle is not None):
             watchdog = Watchdog(self.clock, request.deadline, idle)  # one timer, not one per chunk
@@ -110,10 +116,11 @@ class TransportCall:
             while True:
                 if type(item) is str:
                     if item:
-                        parts.append(item)
+                        if collect:
+                            text.append(item)
                         yield TextDelta(item)
                 elif item is None or isinstance(item, LLMResponse):  # the end (None: no final)
-                    final = item if item is not None else LLMResponse(text="".join(parts))
+                    final = item if item is not None else LLMResponse(text=text.take())
                     self.record_attempt(trace, request, number, started_wall, t0, "ok", None)
                     _bill(trace, request, final)
                     number = 0  # recorded: a close from here on is no cancellation
@@ -138,8 +145,8 @@ class TransportCall:
             error = self._failed(exc, trace, request, number, started_wall, t0)
             assert error is not None
             raise StreamInterrupted(
-                f"the stream failed after {len(parts)} chunk(s) had arrived: {error.message}",
-                partial_text="".join(parts), error=error, hint=error.hint) from error
+                f"the stream failed after {text.chunks} chunk(s) had arrived: {error.message}",
+                partial_text=text.value(), error=error, hint=error.hint) from error
         finally:
             if watchdog is not None:
                 watchdog.close()

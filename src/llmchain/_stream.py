@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ._models import LLMRequest, LLMResponse, Usage, copy_with
+from ._text_buffer import TextBuffer
 from ._types import Next
 
 
@@ -91,20 +92,20 @@ REPLAY_CHUNK_CHARS = 64
 class LLMStream:
     """The events of one streamed answer; iterate once, from the outside of the chain.
 
-    ``parts`` are the text deltas read from the provider so far (the same string objects, not
-    copies), ``opened_at`` / ``first_at`` when the stream was opened and its first event came
-    (chain clock), ``trace`` the call's trace (set by the chain).
+    ``buffer`` holds the text read from the provider so far, once (the transport's own, when it
+    fills it: no second copy), ``opened_at`` / ``first_at`` when the stream was opened and its
+    first event came (chain clock), ``trace`` the call's trace (set by the chain).
     """
 
-    __slots__ = ("_events", "_layers", "first_at", "opened_at", "parts", "trace")
+    __slots__ = ("_events", "_layers", "buffer", "first_at", "opened_at", "trace")
 
     def __init__(self, source: Events, *, opened_at: float, first_at: float,
-                 parts: list[str] | None = None) -> None:
+                 buffer: TextBuffer | None = None) -> None:
         self._events = source
         self._layers: list[Events] = [source]
         self.opened_at = opened_at
         self.first_at = first_at
-        self.parts: list[str] = parts if parts is not None else []
+        self.buffer = buffer if buffer is not None else TextBuffer()
         self.trace: Any = None
 
     def pipe(self, wrap: Callable[[Events], Events]) -> None:
@@ -117,8 +118,8 @@ class LLMStream:
 
     @property
     def text(self) -> str:
-        """The text read from the provider so far."""
-        return "".join(self.parts)
+        """The text read from the provider so far (before stages' per-chunk changes)."""
+        return self.buffer.value()
 
     async def aclose(self) -> None:
         """Stop early: each wrapper closes the one inside it first, down to the source (which
@@ -140,19 +141,20 @@ def stream_response(stream: LLMStream) -> LLMResponse:
 
 def replay(response: LLMResponse, now: float, chunk_chars: int = REPLAY_CHUNK_CHARS) -> LLMResponse:
     """A complete answer as a stream (a cache hit, a transport that cannot stream): its text in
-    chunks, then usage, finish and the end, so the caller's code path is the same."""
+    chunks, then usage, finish and the end, so the caller's code path is the same. The chunks
+    are cut as they are read (a copy of the answer is never made); the stream's text is the
+    whole answer from the start."""
     final = copy_with(response, {"stream": None}) if response.stream is not None else response
     text = final.text
-    parts = [text[i:i + chunk_chars] for i in range(0, len(text), chunk_chars)]
 
     async def events() -> AsyncGenerator[StreamEvent, None]:
-        for part in parts:
-            yield TextDelta(part)
+        for i in range(0, len(text), chunk_chars):
+            yield TextDelta(text[i:i + chunk_chars])
         yield StreamUsage(final.usage)
         yield Finish(final.finish_reason)
         yield StreamEnd(final)
 
-    return stream_response(LLMStream(events(), opened_at=now, first_at=now, parts=parts))
+    return stream_response(LLMStream(events(), opened_at=now, first_at=now, buffer=TextBuffer(text)))
 
 
 async def collect(stream: LLMStream) -> LLMResponse:

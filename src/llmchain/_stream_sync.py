@@ -34,7 +34,6 @@ class SyncResponseStream:
     def __init__(self, stream: ResponseStream) -> None:
         self._stream = stream
         self._pump = _Pump(stream)
-        self._chunks: list[str] = []
 
     @property
     def response(self) -> LLMResponse | None:
@@ -42,8 +41,9 @@ class SyncResponseStream:
 
     @property
     def text(self) -> str:
-        """The text handed out so far."""
-        return "".join(self._chunks)
+        """The text so far (``ResponseStream.text``: the provider's, which may be up to the
+        read-ahead window ahead of the chunks taken; the final response's once it has ended)."""
+        return self._stream.text
 
     def __iter__(self) -> Iterator[str]:
         return self
@@ -52,7 +52,6 @@ class SyncResponseStream:
         while True:
             event = self._pump.next()
             if type(event) is TextDelta:
-                self._chunks.append(event.text)
                 return event.text
 
     def events(self) -> Iterator[StreamEvent]:
@@ -62,8 +61,6 @@ class SyncResponseStream:
                 event = self._pump.next()
             except StopIteration:
                 return
-            if type(event) is TextDelta:
-                self._chunks.append(event.text)
             yield event
 
     def close(self) -> None:
@@ -188,10 +185,19 @@ class _Pump:
         await self.stream.aclose()
 
 
+#: Closes scheduled by dropped iterators, kept until done (a loop holds its tasks weakly).
+_CLOSING: set[asyncio.Task[None]] = set()
+
+
 def _close_abandoned(pump: _Pump) -> None:
-    """Close a stream whose iterator was dropped."""
+    """Close a stream whose iterator was dropped: at once when this thread may run the loop;
+    else (dropped inside a running loop, e.g. during another llmchain call on the same loop)
+    scheduled on the stream's loop, where it runs at that loop's next step."""
+    loop = pump.loop
     if LOOP.in_loop_thread() or _running_loop() is not None:
-        return  # inside a loop: asyncio's own finaliser closes the generators
+        if loop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(_stop_soon, pump)
+        return
     coro: Any = pump.stop()
     try:
         LOOP.run(coro)
@@ -204,3 +210,11 @@ def _running_loop() -> asyncio.AbstractEventLoop | None:
         return asyncio.get_running_loop()
     except RuntimeError:
         return None
+
+
+def _stop_soon(pump: _Pump) -> None:
+    if pump.finished:
+        return
+    task = asyncio.get_running_loop().create_task(pump.stop())
+    _CLOSING.add(task)
+    task.add_done_callback(_CLOSING.discard)

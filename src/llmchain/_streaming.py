@@ -40,7 +40,6 @@ class ResponseStream:
         self._chain = chain
         self._stream: LLMStream | None = None
         self._events: Events | None = None
-        self._chunks: list[str] = []
         self._done = False
 
     def __aiter__(self) -> ResponseStream:
@@ -77,11 +76,8 @@ class ResponseStream:
             raise
         finally:
             current_call.reset(token)
-        kind = type(event)
-        if kind is TextDelta:
-            self._chunks.append(event.text)  # type: ignore[union-attr]
-        elif kind is StreamEnd:
-            self.response = event.response  # type: ignore[union-attr]
+        if type(event) is StreamEnd:
+            self.response = event.response
             self._done = True
             await self._finish(events, stream)
         return event
@@ -131,8 +127,12 @@ class ResponseStream:
 
     @property
     def text(self) -> str:
-        """The text received so far."""
-        return "".join(self._chunks)
+        """The answer's text: the final response's once the stream has ended, before that the
+        text received from the provider so far (held once, by the chain: no copy is kept here;
+        it is the provider's text, before per-chunk stage changes such as redact's)."""
+        if self.response is not None:
+            return self.response.text
+        return self._stream.text if self._stream is not None else ""
 
     @property
     def done(self) -> bool:

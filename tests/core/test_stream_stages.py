@@ -351,3 +351,32 @@ def test_the_sync_stream_from_another_thread_reads_a_long_answer_through_the_win
     worker.start()
     worker.join(30)
     assert not worker.is_alive() and got == words
+
+
+def test_a_sync_iterator_dropped_during_another_call_on_its_loop_is_closed_at_once(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """Dropped while another llmchain call runs on the same (main-thread) loop, the iterator
+    cannot run its loop to close the stream: the close is scheduled on that loop instead, and
+    happens within a few of its steps (not whenever asyncio's finaliser gets to it)."""
+    from llmchain._loop import LOOP
+
+    clock = FakeClock()
+    transport = ScriptedStream(clock, ["a", FOREVER, "b"])
+    chain = Chain([{"use": "log", "handler": "none"}], transport, clock=clock)
+    caplog.set_level(logging.INFO, logger="llmchain")
+    held = [chain.stream("q")]
+    assert next(held[0]) == "a"
+
+    async def another_call() -> int:
+        held.clear()  # the last reference goes while this call runs on the loop
+        gc.collect()
+        for steps in range(20):  # loop steps, not time
+            if transport.closed:
+                return steps
+            await asyncio.sleep(0)
+        return -1
+
+    steps = LOOP.run(another_call())
+    assert 0 <= steps < 20 and transport.closed == 1
+    assert [r.outcome for r in caplog.records if getattr(r, "event", "") == "llm.call"] == ["cancelled"]  # type: ignore[attr-defined]
+    assert not [r for r in caplog.records if "destroyed but it is pending" in r.getMessage()]

@@ -21,6 +21,7 @@ from .._models import LLMRequest, LLMResponse, copy_with
 from .._partial_json import partial_json
 from .._stream import Events, PartialObject, StreamEnd, StreamEvent, TextDelta
 from .._structured import expected_kind, remember
+from .._text_buffer import TextBuffer
 from .._types import Next
 from ..hookspecs import hookimpl
 
@@ -29,6 +30,9 @@ TRUNCATED_HINT = (
     "a shorter answer"
 )
 
+
+#: Up to this length the JSON so far is re-read after every chunk.
+PARTIAL_EVERY_CHUNK_CHARS = 4096
 
 class ParseMiddleware:
     """Parse the answer text as JSON on the way back; raise ParseError if there is none."""
@@ -84,19 +88,26 @@ class ParseMiddleware:
         return copy_with(response, {"parsed": value})
 
     async def _stream(self, events: Events, request: LLMRequest) -> AsyncGenerator[StreamEvent, None]:
-        """Chunks pass at once; after each, the JSON so far as a ``PartialObject`` when it has
+        """Chunks pass at once; after them, the JSON so far as a ``PartialObject`` when it has
         changed; at the end the whole answer is parsed as for any call. Holds the text received
-        (structured answers only)."""
-        parts: list[str] = []
+        once (structured answers only); the JSON so far is re-read after every chunk while it
+        is short, then each time it has grown by an eighth, so a long answer costs O(n), not
+        O(n²)."""
+        text = TextBuffer()
         last: Any = None
+        read_at = 0  # length of the text when the partial object was last computed
         try:
             async for event in events:
                 if type(event) is StreamEnd:
                     event = StreamEnd(self._parsed(event.response, request))
                 yield event
                 if type(event) is TextDelta:
-                    parts.append(event.text)
-                    value = partial_json("".join(parts))
+                    text.append(event.text)
+                    size = len(text)
+                    if size - read_at < read_at >> 3 and size > PARTIAL_EVERY_CHUNK_CHARS:
+                        continue
+                    read_at = size
+                    value = partial_json(text.value())
                     if value is not None and value != last:
                         last = value
                         yield PartialObject(value)

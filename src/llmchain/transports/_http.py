@@ -24,6 +24,7 @@ from .._clock import REAL_CLOCK, Clock
 from .._exceptions import ConfigError, ProviderError, TransportError
 from .._models import LLMRequest, LLMResponse
 from .._redact import mask, register_secret
+from .._text_buffer import TextBuffer
 from ._bounds import ACCEPT_ENCODING, Caps
 from ._http_errors import error_from_event, error_from_status, malformed
 from ._http_options import HTTPOptions, check_header_name, check_header_value, check_request_id
@@ -101,6 +102,8 @@ class HTTPTransport:
     """Base of the HTTP transports; subclasses provide the wire format."""
 
     kind: ClassVar[str] = "http"
+    #: ``stream()`` adds its text deltas to the buffer the chain passes (held once, not twice).
+    fills_stream_text: ClassVar[bool] = True
     Options: ClassVar[type[HTTPOptions]] = HTTPOptions
     path: ClassVar[str] = ""
 
@@ -165,11 +168,19 @@ class HTTPTransport:
             raise malformed(self.name, status, raw,
                             f"JSON of the wrong shape ({type(exc).__name__}: {exc})") from None
 
-    async def stream(self, request: LLMRequest) -> AsyncIterator[str | LLMResponse]:
+    async def stream(self, request: LLMRequest, text: TextBuffer | None = None,
+                     ) -> AsyncIterator[str | LLMResponse]:
         """Text deltas as they arrive (and typed events: ``ToolCallDelta``), then the complete
-        ``LLMResponse`` as the last item."""
+        ``LLMResponse`` as the last item.
+
+        The deltas are added to ``text`` (the chain passes its buffer: ``fills_stream_text``),
+        and a state with a ``streamed`` attribute builds its answer from it rather than from a
+        copy of its own, so the text is held once."""
         payload = json.dumps(self.encode(request, True)).encode()
         state = self.stream_state(request)
+        buffer = text if text is not None else TextBuffer()
+        if hasattr(state, "streamed"):
+            state.streamed = buffer
         async with self._pool.get().stream(payload, self._ids(request)) as answer:
             headers = _keep(answer.headers)
             if answer.status >= 300:
@@ -180,9 +191,10 @@ class HTTPTransport:
             chunks = answer.iter_chunks()
             async for chunk in chunks:
                 for event, data in decoder.feed(chunk):
-                    text = self._feed(state, event, data)
-                    if text:
-                        yield text
+                    delta = self._feed(state, event, data)
+                    if delta:
+                        buffer.append(delta)
+                        yield delta
                     pending = getattr(state, "events", None)  # typed events (tool-call deltas)
                     if pending:
                         for item in pending:

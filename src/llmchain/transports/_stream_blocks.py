@@ -13,6 +13,7 @@ import copy
 from typing import Any
 
 from .._content import AnyPart, RawPart, TextPart
+from .._text_buffer import TextBuffer
 
 PROVIDER = "anthropic"
 
@@ -20,10 +21,11 @@ PROVIDER = "anthropic"
 class StreamBlocks:
     """Collects every non-tool block of a Messages stream, by index."""
 
-    __slots__ = ("_blocks", "_rich")
+    __slots__ = ("_blocks", "_grown", "_rich")
 
     def __init__(self) -> None:
         self._blocks: dict[int, dict[str, Any]] = {}
+        self._grown: dict[tuple[int, str], TextBuffer] = {}  # text/thinking/signature pieces
         self._rich = False  # some block is more than plain text
 
     def start(self, index: int, block: dict[str, Any]) -> None:
@@ -34,12 +36,12 @@ class StreamBlocks:
     def delta(self, index: int, delta: dict[str, Any]) -> None:
         block = self._blocks.setdefault(index, {"type": "text", "text": ""})
         kind = delta.get("type")
-        if kind == "text_delta":
-            block["text"] = block.get("text", "") + delta["text"]
-        elif kind == "thinking_delta":
-            block["thinking"] = block.get("thinking", "") + delta["thinking"]
-        elif kind == "signature_delta":
-            block["signature"] = block.get("signature", "") + delta["signature"]
+        field = _GROWN.get(kind or "")
+        if field is not None:  # appended to a buffer (not ``+=`` on the dict's string: O(n²))
+            grown = self._grown.get((index, field))
+            if grown is None:
+                grown = self._grown[index, field] = TextBuffer(block.get(field, ""))
+            grown.append(delta[field])
         elif kind == "citations_delta":
             block.setdefault("citations", []).append(delta["citation"])
             self._rich = True
@@ -51,9 +53,14 @@ class StreamBlocks:
         """Every block in order when any is more than text; () for a plain text answer."""
         if not self._rich:
             return ()
+        for (index, field), grown in self._grown.items():
+            self._blocks[index][field] = grown.take()
         out: list[AnyPart] = []
         for index in sorted(self._blocks):
             block = self._blocks[index]
             plain = block.get("type") == "text" and set(block) <= {"type", "text"}
             out.append(TextPart(text=block["text"]) if plain else RawPart(provider=PROVIDER, data=block))
         return tuple(out)
+
+
+_GROWN = {"text_delta": "text", "thinking_delta": "thinking", "signature_delta": "signature"}

@@ -27,6 +27,7 @@ from pydantic import Field
 from .._clock import REAL_CLOCK, Clock
 from .._models import LLMRequest, LLMResponse, Usage
 from .._stream import ToolCallDelta
+from .._text_buffer import TextBuffer
 from ..hookspecs import hookimpl
 from ._anthropic_wire import (
     answer_from_anthropic,
@@ -162,8 +163,9 @@ class _StreamState:
                  tool_name: str = "respond") -> None:
         self.where, self.model, self.tool, self.wrapped = where, model, tool, wrapped
         self.tool_name = tool_name
-        self.text: list[str] = []
-        self.tool_json: list[str] = []
+        self.text = TextBuffer()  # the text, unless the transport gives ``streamed`` to share
+        self.streamed: TextBuffer | None = None
+        self.tool_json = TextBuffer()
         self.usage: dict[str, Any] = {}
         self.stop: str | None = None
         self.done = False
@@ -179,7 +181,8 @@ class _StreamState:
             if delta["type"] != "input_json_delta":
                 self.blocks.delta(obj["index"], delta)
             if delta["type"] == "text_delta":
-                self.text.append(delta["text"])
+                if self.tool or self.streamed is None:  # else it is the text streamed
+                    self.text.append(delta["text"])
                 return None if self.tool else delta["text"]
             if delta["type"] == "input_json_delta":
                 self.tools.add_arguments(obj["index"], delta["partial_json"])
@@ -213,8 +216,9 @@ class _StreamState:
 
     def _answer(self) -> str:
         if not (self.tool and self.tool_json):  # no tool call: the text is the answer
-            return "".join(self.text)
-        text = "".join(self.tool_json)
+            shared = self.streamed is not None and not self.tool
+            return (self.streamed if shared and self.streamed is not None else self.text).take()
+        text = self.tool_json.take()
         if self.wrapped:
             value = json.loads(text)
             text = json.dumps(value.get("value", value) if isinstance(value, dict) else value)

@@ -47,6 +47,7 @@ from pydantic import Field
 from .._clock import REAL_CLOCK, Clock
 from .._models import LLMRequest, LLMResponse, Usage
 from .._stream import ToolCallDelta
+from .._text_buffer import TextBuffer
 from .._tools import ToolCall
 from ..hookspecs import hookimpl
 from ._http import HTTPOptions, HTTPTransport, _keep
@@ -233,7 +234,8 @@ class _StreamState:
     def __init__(self, where: str, model: str) -> None:
         self.where = where
         self.model = model
-        self.parts: list[str] = []
+        self.parts = TextBuffer()  # the text, unless the transport gives ``streamed`` to share
+        self.streamed: TextBuffer | None = None
         self.finish: str | None = None
         self.usage: dict[str, Any] = {}
         self.done = False
@@ -263,7 +265,7 @@ class _StreamState:
             if self.structured is None:  # in structured = "tool" mode the call is the answer
                 self.events.extend(_tool_deltas(delta["tool_calls"]))
         text = delta.get("content")
-        if text:
+        if text and self.streamed is None:
             self.parts.append(text)
         return text
 
@@ -272,7 +274,8 @@ class _StreamState:
         return self.done or self.finish is not None
 
     def _answer(self) -> tuple[str, tuple[ToolCall, ...], str | None, dict[str, Any]]:
-        text, calls, finish = "".join(self.parts), self.tools.calls(), self.finish
+        text = (self.streamed if self.streamed is not None else self.parts).take()
+        calls, finish = self.tools.calls(), self.finish
         notes: dict[str, Any] = {}
         if self.structured is not None:
             transport, request = self.structured
