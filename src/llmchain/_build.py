@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from pydantic import BaseModel
@@ -66,6 +66,28 @@ def build_stage(
     options = build_options(registered, stage.options, where)
     built = instantiate(registered, options, clock, where)
     return stage.name, stage.use, built
+
+
+def build_stages(
+    stages: Iterable[StageLike], registry: Registry, clock: Clock, source: str
+) -> list[tuple[str, str, Middleware]]:
+    """Build every stage of one list (a chain's, a fallback alternative's) as
+    ``(name, kind, stage)``, leaving out disabled ones; names must be distinct."""
+    named: list[tuple[str, str, Middleware]] = []
+    seen: dict[str, int] = {}
+    for index, stage in enumerate(stages):
+        built = build_stage(stage, index, registry, clock, source)
+        if built is None:
+            continue
+        name, kind, _ = built
+        if name in seen:  # the one place stage names are checked (config, code, fallback)
+            raise ConfigError(
+                f"{source}: stages[{index}] ({kind}): name {name!r} is already used by "
+                f'stages[{seen[name]}]; give each a distinct `name = "..."`'
+            )
+        seen[name] = index
+        named.append(built)
+    return named
 
 
 def build_transport(

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from ._build import StageLike, build_stage, build_transport, format_options, identity_of
+from ._build import StageLike, build_stages, build_transport, format_options, identity_of
 from ._call_checks import check_messages, check_params, check_prompt
 from ._clock import REAL_CLOCK, Clock
 from ._compose import TransportCall, compose
@@ -26,7 +26,7 @@ from ._models import PLAIN_PARAMS, LLMRequest, LLMResponse, Message, copy_with, 
 from ._order import check_order, stage_roles
 from ._types import Middleware, Transport
 from ._wrap import wrap_foreign
-from .plugins import get_registry
+from .plugins import building, get_registry
 
 if TYPE_CHECKING:
     from ._embed import EmbeddingOptions, EmbeddingResult
@@ -71,18 +71,9 @@ class Chain:
         self._clock = clock
         self.timeout_s = timeout_s
         self.source = source
-        self.transport = build_transport(transport, registry, clock, source)
-        named: list[tuple[str, str, Middleware]] = []
-        for index, stage in enumerate(stages):
-            built = build_stage(stage, index, registry, clock, source)
-            if built is not None:
-                named.append(built)
-        names = [n for n, _, _ in named]
-        duplicates = {n for n in names if names.count(n) > 1}
-        if duplicates:
-            raise ConfigError(
-                f"{source}: stage name(s) {sorted(duplicates)} used twice; give each a distinct name"
-            )
+        with building(registry):  # parts built inside stages (fallback, route) use it too
+            self.transport = build_transport(transport, registry, clock, source)
+            named = build_stages(stages, registry, clock, source)
         check_order([stage_roles(stage) for _, _, stage in named])
         self._stages: tuple[tuple[str, str, Middleware], ...] = tuple(named)
         self._observers = tuple(registry.observers) + tuple(observers)

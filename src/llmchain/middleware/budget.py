@@ -37,7 +37,8 @@ from .._types import Next
 from ..hookspecs import hookimpl
 from ..policies.spend import MICRO, Entry, SpendLimit, Unit, Window
 from ..stores._shared import SharedStateOptions, store_deadline
-from ..stores.spend import MemorySpendStore, SpendStore, open_spend_store
+from ..stores.base import open_store
+from ..stores.spend import MemorySpendStore, SpendStore
 from ._prices import PriceTable
 
 logger = logging.getLogger("llmchain.budget")
@@ -103,7 +104,7 @@ class BudgetMiddleware:
         names = [limit.name for limit in self._limits]
         if len(set(names)) != len(names):
             raise ConfigError(f"budget limits must have distinct names, got {names}")
-        self.store = store or open_spend_store(o.store, share=o.share, url=o.store_address())
+        self.store = store or open_store("spend", o.store, share=o.share, url=o.store_address())
         self._memory = isinstance(self.store, MemorySpendStore)
         self._prices = PriceTable({**EMBEDDING_PRICES, **o.prices})
         self._usd = any(limit.unit == "usd" for limit in self._limits)

@@ -29,7 +29,6 @@ from .._events import current_attempts, current_call, emit
 from .._exceptions import (
     CallError,
     CircuitOpen,
-    ConfigError,
     GaveUp,
     ProviderError,
     RateLimited,
@@ -38,7 +37,7 @@ from .._exceptions import (
 )
 from .._models import LLMRequest, LLMResponse
 from .._stream import on_final
-from .._types import Middleware, Next, Transport
+from .._types import Next, Transport
 from ..hookspecs import hookimpl
 
 FallbackOn = Literal[
@@ -218,31 +217,13 @@ def _build(alt: str | Alternative, index: int, clock: Clock) -> _Route:
         return _Route(None, alt, None, None)
     if alt.transport is None:
         return _Route(alt.name, alt.model, None, None)
-    from .._config import build_options, parse_stage_entry, parse_transport_table
-    from ..plugins import get_registry
+    from .._build import build_stages, build_transport
+    from ..plugins import current_registry
 
     where = f"fallback alternatives[{index}]"
-    registry = get_registry()
-    spec = parse_transport_table(alt.transport, where)
-    registered = registry.transports.get(spec.use)
-    if registered is None:
-        raise ConfigError(f"{where}: unknown transport {spec.use!r}. Registered transports: "
-                          f"{registry.describe_available('transport')}.")
-    options = build_options(registered, spec.options, where)
-    transport: Transport = (registered.factory(options, clock=clock) if options is not None
-                            else registered.factory(clock=clock))
-    stages: list[Middleware] = []
-    for i, entry in enumerate(alt.stages):
-        stage_spec = parse_stage_entry(entry, i, f"{where}.stages")
-        if not stage_spec.enabled:
-            continue
-        found = registry.stages.get(stage_spec.use)
-        if found is None:
-            raise ConfigError(f"{where}.stages[{i}]: unknown stage {stage_spec.use!r}. Registered "
-                              f"stages: {registry.describe_available('stage')}.")
-        stage_options = build_options(found, stage_spec.options, f"{where}.stages[{i}]")
-        stages.append(found.factory(stage_options, clock=clock) if stage_options is not None
-                      else found.factory(clock=clock))
+    registry = current_registry()  # the chain's own: its plugins, nobody else's
+    transport = build_transport(alt.transport, registry, clock, where)
+    stages = [stage for _, _, stage in build_stages(alt.stages, registry, clock, where)]
     label = alt.name or _served_by(transport.name, alt.model)
     return _Route(label, alt.model, transport, compose(stages, TransportCall(transport, clock)))
 

@@ -55,7 +55,8 @@ from .._types import Middleware, Next, Transport
 from ..hookspecs import hookimpl
 from ..policies.routing import Candidate, Strategy, header_headroom, headroom, order
 from ..stores._shared import SharedStateOptions, store_deadline
-from ..stores.route_state import RouteStateStore, open_route_state
+from ..stores.base import open_store
+from ..stores.route_state import RouteStateStore
 
 
 class Deployment(BaseModel):
@@ -104,7 +105,7 @@ class RouteMiddleware:
         self.options = o = options
         self._clock = clock
         self._rng = rng or random.Random(o.seed)
-        self.state = state or open_route_state(o.store, share=o.share, url=o.store_address())
+        self.state = state or open_store("route", o.store, share=o.share, url=o.store_address())
         self._shared = o.store != "memory"
         self._estimator = get_estimator(o.tokenizer)
         self._windows = any(d.context_window is not None for d in o.deployments)
@@ -260,9 +261,9 @@ class _Built:
     def __init__(self, spec: Deployment, o: RouteMiddleware.Options, clock: Clock,
                  transport: Transport | None) -> None:
         from .._build import build_stage, build_transport
-        from ..plugins import get_registry
+        from ..plugins import current_registry
 
-        registry = get_registry()
+        registry = current_registry()  # the chain's own: its plugins, nobody else's
         where = f"route deployment {spec.name!r}"
         self.spec, self.name = spec, spec.name
         self.cooldown_s = spec.cooldown_s or o.cooldown_s
