@@ -24,6 +24,7 @@ from ._exceptions import CallError, ConfigError, LLMChainError
 from ._loop import LOOP
 from ._models import PLAIN_PARAMS, LLMRequest, LLMResponse, Message, copy_with, prompt_request
 from ._order import check_order, stage_roles
+from ._stage import stage_traits
 from ._types import Middleware, Transport
 from ._wrap import wrap_foreign
 from .plugins import building, get_registry
@@ -79,7 +80,7 @@ class Chain:
         self._observers = tuple(registry.observers) + tuple(observers)
         # computed once: the identity of a built transport does not change
         self._identity: dict[str, Any] | None = None
-        if any(getattr(s, "needs_transport_identity", False) for _, _, s in named):
+        if any(stage_traits(s).needs_transport_identity for _, _, s in named):
             self._identity = {TRANSPORT_METADATA_KEY: identity_of(self.transport)}
         self._entry = compose([s for _, _, s in named], TransportCall(self.transport, clock))
 
@@ -326,7 +327,7 @@ class Chain:
     async def aclose(self) -> None:
         """Close the transport and any stage that holds resources."""
         for _, _, stage in self._stages:
-            closer = getattr(stage, "aclose", None)
+            closer = stage_traits(stage).aclose
             if closer is not None:
                 await closer()
         await self.transport.aclose()

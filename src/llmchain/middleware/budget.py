@@ -26,12 +26,13 @@ import math
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
 from .._clock import REAL_CLOCK, Clock
 from .._events import emit
 from .._exceptions import BudgetExceeded, ConfigError, TimeoutExceeded
 from .._models import LLMRequest, LLMResponse, copy_with
+from .._stage import StageOptions
 from .._tokens import get_estimator
 from .._types import Next
 from ..hookspecs import hookimpl
@@ -51,10 +52,8 @@ EMBEDDING_PRICES: dict[str, tuple[float, float]] = {
 }
 
 
-class Limit(BaseModel):
+class Limit(StageOptions):
     """One spend limit (a ``[[stages.limits]]`` table)."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
 
     name: str | None = Field(None, description="Label in errors and events; default from the other fields.")
     usd: float | None = Field(None, gt=0, description="Dollars allowed per window.")

@@ -21,7 +21,7 @@ from collections.abc import Callable, Sequence
 from functools import partial
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
 from .._clock import REAL_CLOCK, Clock, time_left
 from .._compose import TransportCall, compose
@@ -36,6 +36,7 @@ from .._exceptions import (
     TransportError,
 )
 from .._models import LLMRequest, LLMResponse
+from .._stage import StageOptions
 from .._stream import on_final
 from .._types import Next, Transport
 from ..hookspecs import hookimpl
@@ -68,10 +69,8 @@ def error_kinds(error: CallError) -> set[str]:
     return kinds
 
 
-class Alternative(BaseModel):
+class Alternative(StageOptions):
     """One alternative: a model through the same stages, or another transport."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
 
     model: str | None = Field(None, description="Model to ask instead (with a transport: that transport's model).")  # noqa: E501
     transport: dict[str, Any] | None = Field(None, description="A table like [transport] (use = ..., its options).")  # noqa: E501
@@ -105,8 +104,7 @@ class FallbackMiddleware:
     #: Streamed calls pass through ``handle`` like any other (see docs/stages/fallback.md, "Streams").
     handles_streams = True
 
-    class Options(BaseModel):
-        model_config = ConfigDict(frozen=True, extra="forbid")
+    class Options(StageOptions):
 
         alternatives: list[str | Alternative] = Field(
             default_factory=list, description="Tried in order; a string is a model name.")

@@ -34,7 +34,7 @@ import random
 from collections.abc import Callable, Mapping
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
 from .._clock import REAL_CLOCK, Clock, time_left
 from .._compose import TransportCall, compose
@@ -50,6 +50,7 @@ from .._exceptions import (
     TransportError,
 )
 from .._models import LLMRequest, LLMResponse, copy_with
+from .._stage import StageOptions
 from .._tokens import get_estimator
 from .._types import Middleware, Next, Transport
 from ..hookspecs import hookimpl
@@ -59,10 +60,8 @@ from ..stores.base import open_store
 from ..stores.route_state import RouteStateStore
 
 
-class Deployment(BaseModel):
+class Deployment(StageOptions):
     """One deployment (a ``[[stages.deployments]]`` table)."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
 
     name: str = Field(description="Label in served_by, logs and shared state.")
     transport: dict[str, Any] | None = Field(None, description="A table like [transport]: use = ..., its options; none: the chain's own transport (through the stages inside route).")  # noqa: E501

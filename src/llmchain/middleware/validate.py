@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_serializer, field_validator, model_validator
+from pydantic import Field, field_serializer, field_validator, model_validator
 
 from .._clock import REAL_CLOCK, Clock
 from .._exceptions import ConfigError, OutputError
@@ -29,6 +29,7 @@ from .._schema import (
     schema_for_json,
     schema_for_type,
 )
+from .._stage import StageOptions
 from .._stream import at_end
 from .._structured import check_value, remember, resolve_schema
 from .._tool_check import check_tool_calls
@@ -45,8 +46,7 @@ class ValidateMiddleware:
     #: Streamed calls pass through ``handle`` like any other (see docs/stages/validate.md, "Streams").
     handles_streams = True
 
-    class Options(BaseModel):
-        model_config = ConfigDict(frozen=True, extra="forbid")
+    class Options(StageOptions):
 
         model: Any = Field(
             None,
