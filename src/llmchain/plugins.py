@@ -97,6 +97,8 @@ class Registry:
 _lock = threading.RLock()
 _pm: pluggy.PluginManager | None = None
 _registry: Registry | None = None
+#: How errors name an entry-point plugin: its entry point and distribution (name → label).
+_labels: dict[str, str] = {}
 #: The registry of the chain being built right now (stages that build inner parts use it).
 _building: ContextVar[Registry | None] = ContextVar("llmchain_building_registry", default=None)
 
@@ -133,7 +135,8 @@ def _load_entry_points(pm: pluggy.PluginManager) -> None:
                 f"{type(exc).__name__}: {exc}. Fix or uninstall it, or leave it out with "
                 "LLMCHAIN_LOAD_PLUGINS."
             ) from exc
-        _register_plugin(pm, plugin, ep.name, f"{ep.name!r} (distribution {dist!r}, {ep.value})")
+        _labels[ep.name] = f"{ep.name} (distribution {dist}, {ep.value})"
+        _register_plugin(pm, plugin, ep.name, repr(_labels[ep.name]))
 
 
 def _register_plugin(pm: pluggy.PluginManager, plugin: Any, name: str, label: str | None = None) -> None:
@@ -149,6 +152,7 @@ def _check_pending(pm: pluggy.PluginManager) -> None:
         pm.check_pending()
     except pluggy.PluginValidationError as exc:
         name = pm.get_name(exc.plugin) or plugin_label(exc.plugin)
+        name = _labels.get(name, name)
         known = sorted(n for n in vars(hookspecs) if n.startswith("register_"))
         unknown = sorted(
             n for n, caller in vars(pm.hook).items()
