@@ -67,7 +67,6 @@ class CacheMiddleware:
     needs_transport_identity = True
 
     class Options(StageOptions):
-
         store: str = Field("memory", description='Backend: "memory", "sqlite" (or "redis").')
         path: str = Field("llmchain-cache.sqlite3", description="SQLite file, for store = sqlite.")
         url: str | None = Field(None, description="Server URL, for store = redis (no password: use url_env).")

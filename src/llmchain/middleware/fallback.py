@@ -105,7 +105,6 @@ class FallbackMiddleware:
     handles_streams = True
 
     class Options(StageOptions):
-
         alternatives: list[str | Alternative] = Field(
             default_factory=list, description="Tried in order; a string is a model name.")
         on: list[FallbackOn] = Field(

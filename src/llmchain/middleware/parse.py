@@ -41,7 +41,6 @@ class ParseMiddleware:
     handles_streams = True
 
     class Options(StageOptions):
-
         mode: Literal["strict", "fenced", "lenient"] = Field(
             "lenient",
             description=(

@@ -84,7 +84,6 @@ class RepairMiddleware:
     handles_streams = True
 
     class Options(StageOptions):
-
         local_repair: Literal["builtin", "json-repair", "off"] = Field(
             "builtin",
             description="Local repair before re-asking: 'builtin' = exact fixes for trailing "

@@ -53,7 +53,6 @@ class TimeoutMiddleware:
     handles_streams = True
 
     class Options(StageOptions):
-
         attempt_s: float | None = Field(
             None, gt=0,
             description="Longest time one pass through this stage may take (each attempt, when "

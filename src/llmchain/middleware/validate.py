@@ -47,7 +47,6 @@ class ValidateMiddleware:
     handles_streams = True
 
     class Options(StageOptions):
-
         model: Any = Field(
             None,
             description="Pydantic model (or any type pydantic validates) for calls without their "

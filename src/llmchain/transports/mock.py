@@ -86,7 +86,6 @@ class MockTransport:
     """Scripted, in-process stand-in for a provider. Thread- and loop-safe."""
 
     class Options(StageOptions):
-
         replies: list[str | dict[str, Any]] = Field(
             default_factory=list, description="Outcomes in order: a text, or a table like MockReply."
         )

@@ -43,7 +43,6 @@ class RedactMiddleware:
     handles_streams = True
 
     class Options(StageOptions):
-
         emails: bool = Field(True, description="Mask email addresses.")
         phones: bool = Field(
             True,
