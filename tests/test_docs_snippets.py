@@ -195,7 +195,7 @@ def _plugins_defined_in(page: Path, names: set[str]) -> list[types.ModuleType]:
     """The page's own example plugins that register the stage ``names`` it configures."""
     modules = []
     for line, code, _ in blocks(page, "python"):
-        if "@hookimpl" in code and any(f'register("{n}"' in code for n in names):
+        if "@hookimpl" in code and any(f'register("{n}"' in code or f'"{n}", ' in code for n in names):
             module = types.ModuleType(f"docs_plugin_{page.stem}_{line}")
             exec(
                 compile(code, f"{page.relative_to(ROOT)}:{line}", "exec", dont_inherit=True), module.__dict__
@@ -227,8 +227,11 @@ def test_toml_snippet_parses_and_builds_a_chain(
     for stage in _stage_tables(data):
         if stage.get("use") == "validate" and isinstance(stage.get("model"), str):
             _fake_import_path(monkeypatch, stage["model"])
-    registered = llmchain.plugins.get_registry().stages
-    unknown = {s["use"] for s in _stage_tables(data) if s.get("use") not in registered}
+    registry = llmchain.plugins.get_registry()
+    unknown = {s["use"] for s in _stage_tables(data) if s.get("use") not in registry.stages}
+    known_stores = {name for table in registry.stores.values() for name in table}
+    unknown |= {s["store"] for s in _stage_tables(data) if isinstance(s.get("store"), str)
+                and s["store"] not in known_stores}
     page = ROOT / where.split(":", 1)[0]
     plugins = _plugins_defined_in(page, unknown) if unknown else []
     try:
@@ -236,9 +239,6 @@ def test_toml_snippet_parses_and_builds_a_chain(
         chain.close()
     except Exception as exc:
         raise AssertionError(f"{where}: Chain.from_config rejected the snippet: {exc}") from exc
-    finally:
-        for module in plugins:
-            llmchain.plugins.unregister(module)
     assert os.getcwd() == str(offline)
 
 

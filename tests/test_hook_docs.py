@@ -39,6 +39,10 @@ HOOK_TESTS: dict[str, list[str]] = {
     "register_observers": [
         "tests/core/test_plugins.py::test_observer_hook_sees_events",
     ],
+    "register_stores": [
+        "tests/core/test_plugin_registry.py::test_a_store_for_an_unknown_family_is_a_plugin_error",
+        "tests/core/test_plugin_registry.py::test_a_store_given_to_one_chain_serves_that_chain",
+    ],
 }
 
 
@@ -123,6 +127,14 @@ def test_example_registers_something_that_works(hook: str) -> None:
             counts = module.__dict__["EVENT_COUNTS"]
             Chain([]).complete("hello")
             assert counts["call_start"] == counts["call_end"] == 1, "the observer example saw no events"
+        elif hook == "register_stores":
+            new = {f"{family}:{name}" for family, table in after.stores.items() for name in table} - {
+                f"{family}:{name}" for family, table in before.stores.items() for name in table}
+            assert new == {"cache:dict"}, new
+            chain = Chain([{"use": "cache", "store": "dict"}])
+            first, second = chain.complete("hello"), chain.complete("hello")
+            assert first.cache is not None and first.cache.status == "miss"
+            assert second.cache is not None and second.cache.status == "hit"
         else:
             pytest.fail(f"no check for the example of the new hook {hook}: extend this test")
     finally:

@@ -39,6 +39,7 @@ from ._exceptions import (
 from ._models import Attempt, CacheInfo, LLMRequest, LLMResponse, Message, Usage
 from ._order import OrderWarning
 from ._redact import register_pattern, register_secret
+from ._stage import StageBase, StageFunction, StageOptions
 from ._stream import (
     Finish,
     LLMStream,
@@ -55,10 +56,11 @@ from ._stream import (
 from ._stream_sync import SyncResponseStream
 from ._streaming import ResponseStream
 from ._tools import Tool, ToolCall
-from ._types import Middleware, Next, StreamingStage, Transport
+from ._types import Middleware, Next, Stage, StreamingStage, Transport
 from ._usage import UsageTotals
 from .hookspecs import hookimpl
 from .middleware._prices import PRICES_VERSION, PriceTable, set_prices
+from .stores._shared import SharedStateOptions
 
 __version__ = "0.1.0"
 
@@ -105,6 +107,11 @@ __all__ = [
     "Replaced",
     "ResponseStream",
     "ResponseTooLarge",
+    "SharedStateOptions",
+    "Stage",
+    "StageBase",
+    "StageFunction",
+    "StageOptions",
     "StageSpec",
     "StoreUnavailable",
     "StreamEnd",

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import inspect
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from pydantic import BaseModel
@@ -16,10 +17,11 @@ from ._config import (
     parse_transport_table,
 )
 from ._exceptions import ConfigError, LLMChainError
+from ._stage import StageFunction, as_stage, stage_traits
 from ._types import Middleware, Transport
 from .plugins import Registered, Registry
 
-StageLike = Middleware | str | StageSpec | Mapping[str, Any]
+StageLike = Middleware | StageFunction | str | StageSpec | Mapping[str, Any]
 
 
 def identity_of(transport: Transport) -> dict[str, Any]:
@@ -46,14 +48,16 @@ def build_stage(
     elif isinstance(stage, Mapping):
         stage = parse_stage_entry(stage, index, source)
     if not isinstance(stage, StageSpec):
-        if not callable(getattr(stage, "handle", None)):
+        code_stage = as_stage(stage)
+        if code_stage is None:
             raise ConfigError(
-                f"{source}: stages[{index}] is {stage!r}, which is neither a stage name nor an "
-                "object with `async def handle(self, request, call_next)`"
+                f"{source}: stages[{index}] is {stage!r}, which is neither a stage name, an "
+                "object with `async def handle(self, request, call_next)` nor an "
+                "`async def stage(request, call_next)` function"
             )
-        kind = getattr(stage, "kind", None) or type(stage).__name__
+        traits = stage_traits(code_stage)
         # code-built stages may repeat a class; the index keeps their names distinct
-        return getattr(stage, "name", None) or f"{kind}#{index}", kind, stage
+        return traits.name or f"{traits.kind}#{index}", traits.kind, code_stage
     if not stage.enabled:
         return None
     where = f"{source}: stages[{index}] ({stage.name})"
@@ -66,6 +70,28 @@ def build_stage(
     options = build_options(registered, stage.options, where)
     built = instantiate(registered, options, clock, where)
     return stage.name, stage.use, built
+
+
+def build_stages(
+    stages: Iterable[StageLike], registry: Registry, clock: Clock, source: str
+) -> list[tuple[str, str, Middleware]]:
+    """Build every stage of one list (a chain's, a fallback alternative's) as
+    ``(name, kind, stage)``, leaving out disabled ones; names must be distinct."""
+    named: list[tuple[str, str, Middleware]] = []
+    seen: dict[str, int] = {}
+    for index, stage in enumerate(stages):
+        built = build_stage(stage, index, registry, clock, source)
+        if built is None:
+            continue
+        name, kind, _ = built
+        if name in seen:  # the one place stage names are checked (config, code, fallback)
+            raise ConfigError(
+                f"{source}: stages[{index}] ({kind}): name {name!r} is already used by "
+                f'stages[{seen[name]}]; give each a distinct `name = "..."`'
+            )
+        seen[name] = index
+        named.append(built)
+    return named
 
 
 def build_transport(
@@ -95,12 +121,17 @@ def build_transport(
 
 
 def instantiate(registered: Registered, options: BaseModel | None, clock: Clock, where: str) -> Any:
-    """Call a registered factory; any failure becomes a ConfigError that says where."""
+    """Call a registered factory; any failure becomes a ConfigError that says where.
+
+    The clock is passed only to a factory that takes one (``clock=`` is optional in the stage
+    contract: a stage that never waits need not accept it).
+    """
+    kwargs = {"clock": clock} if takes_clock(registered.factory) else {}
     try:
         return (
-            registered.factory(options, clock=clock)
+            registered.factory(options, **kwargs)
             if options is not None
-            else registered.factory(clock=clock)
+            else registered.factory(**kwargs)
         )
     except ConfigError as exc:  # say where, like every other config error
         raise ConfigError(f"{where}: {exc}") from exc.__cause__
@@ -110,3 +141,13 @@ def instantiate(registered: Registered, options: BaseModel | None, clock: Clock,
         raise ConfigError(
             f"{where}: building {registered.name!r} (from {registered.plugin}) failed: {exc}"
         ) from exc
+
+
+def takes_clock(factory: Any) -> bool:
+    """Whether ``factory`` accepts ``clock=`` (by name, or through ``**kwargs``)."""
+    try:
+        parameters = inspect.signature(factory).parameters.values()
+    except (TypeError, ValueError):  # no signature to read (some builtins): offer it
+        return True
+    return any((p.name == "clock" and p.kind is not p.POSITIONAL_ONLY) or p.kind is p.VAR_KEYWORD
+               for p in parameters)

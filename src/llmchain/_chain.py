@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from ._build import StageLike, build_stage, build_transport, format_options, identity_of
+from ._build import StageLike, build_stages, build_transport, format_options, identity_of
 from ._call_checks import check_messages, check_params, check_prompt
 from ._clock import REAL_CLOCK, Clock
 from ._compose import TransportCall, compose
@@ -24,11 +24,12 @@ from ._exceptions import CallError, ConfigError, InputTypeError, LLMChainError
 from ._loop import LOOP
 from ._models import PLAIN_PARAMS, LLMRequest, LLMResponse, Message, copy_with, prompt_request
 from ._order import check_order, stage_roles
+from ._stage import stage_traits
 from ._types import Middleware, Transport
 from ._usage import UsageLedger, UsageTotals, account
 from ._wrap import wrap_foreign
 from .middleware._prices import PriceTable, default_prices
-from .plugins import get_registry
+from .plugins import building, get_registry
 
 if TYPE_CHECKING:
     from ._embed import EmbeddingOptions, EmbeddingResult
@@ -73,24 +74,15 @@ class Chain:
         self._clock = clock
         self.timeout_s = timeout_s
         self.source = source
-        self.transport = build_transport(transport, registry, clock, source)
-        named: list[tuple[str, str, Middleware]] = []
-        for index, stage in enumerate(stages):
-            built = build_stage(stage, index, registry, clock, source)
-            if built is not None:
-                named.append(built)
-        names = [n for n, _, _ in named]
-        duplicates = {n for n in names if names.count(n) > 1}
-        if duplicates:
-            raise ConfigError(
-                f"{source}: stage name(s) {sorted(duplicates)} used twice; give each a distinct name"
-            )
+        with building(registry):  # parts built inside stages (fallback, route) use it too
+            self.transport = build_transport(transport, registry, clock, source)
+            named = build_stages(stages, registry, clock, source)
         check_order([stage_roles(stage) for _, _, stage in named])
         self._stages: tuple[tuple[str, str, Middleware], ...] = tuple(named)
         self._observers = tuple(registry.observers) + tuple(observers)
         # computed once: the identity of a built transport does not change
         self._identity: dict[str, Any] | None = None
-        if any(getattr(s, "needs_transport_identity", False) for _, _, s in named):
+        if any(stage_traits(s).needs_transport_identity for _, _, s in named):
             self._identity = {TRANSPORT_METADATA_KEY: identity_of(self.transport)}
         self._entry = compose([s for _, _, s in named], TransportCall(self.transport, clock))
         #: Prices for ``usage.cost_usd`` and the totals (``llmchain.set_prices`` sets the default).
@@ -354,7 +346,7 @@ class Chain:
     async def aclose(self) -> None:
         """Close the transport and any stage that holds resources."""
         for _, _, stage in self._stages:
-            closer = getattr(stage, "aclose", None)
+            closer = stage_traits(stage).aclose
             if closer is not None:
                 await closer()
         await self.transport.aclose()

@@ -18,6 +18,7 @@ from ._events import CallTrace, current_call, emit
 from ._exceptions import CallError, StreamInterrupted, TimeoutExceeded
 from ._models import Attempt, LLMRequest, LLMResponse, Outcome, copy_with
 from ._redact import redact, trim
+from ._stage import stage_traits
 from ._stream import (
     STREAM_IDLE_KEY,
     Finish,
@@ -256,10 +257,10 @@ def compose(stages: Sequence[Middleware], innermost: Next) -> Next:
     """
     call = innermost
     for stage in reversed(stages):
-        if getattr(stage, "handles_streams", False):
-            call = partial(stage.handle, call_next=call)
+        if stage_traits(stage).handles_streams:
+            call = _Bound(stage.handle, call)
         else:
-            call = partial(stream_default, stage.handle, call_next=call)
+            call = partial(_stream_default_positional, stage.handle, call)
     return call
 
 
@@ -268,3 +269,20 @@ def _bill(trace: CallTrace | None, request: LLMRequest, response: LLMResponse) -
     if trace is not None:
         usage = response.usage
         trace.billed.append((response.model or request.model, usage.input_tokens, usage.output_tokens))
+
+
+class _Bound:
+    """``handle`` with its ``call_next`` bound, passed positionally (the stage contract): the
+    parameter's name is the stage's business. Returns the coroutine itself: no extra frame."""
+
+    __slots__ = ("call_next", "handle")
+
+    def __init__(self, handle: Any, call_next: Next) -> None:
+        self.handle, self.call_next = handle, call_next
+
+    def __call__(self, request: LLMRequest) -> Any:
+        return self.handle(request, self.call_next)
+
+
+def _stream_default_positional(handle: Any, call_next: Next, request: LLMRequest) -> Any:
+    return stream_default(handle, request, call_next)

@@ -105,14 +105,7 @@ def parse_config(data: Mapping[str, Any], where: str) -> ChainConfig:
             f"{where}: 'stages' must be an array of tables ([[stages]]), got {type(stages_data).__name__}"
         )
     stages = tuple(parse_stage_entry(entry, i, where) for i, entry in enumerate(stages_data))
-    seen: dict[str, int] = {}
-    for i, spec in enumerate(stages):
-        if spec.name in seen:
-            raise ConfigError(
-                f"{where}: stages[{i}] ({spec.use}): name {spec.name!r} is already used by "
-                f'stages[{seen[spec.name]}]; give each a distinct `name = "..."`'
-            )
-        seen[spec.name] = i
+    # stage names are checked where stages are built (_build.build_stages), for code too
     embeddings = data.get("embeddings", {})
     if not isinstance(embeddings, Mapping):
         raise ConfigError(f"{where}: [embeddings] must be a table, got {type(embeddings).__name__}")

@@ -11,7 +11,7 @@ import os
 from collections.abc import Mapping
 from typing import Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from ._content import Content, Part, coerce_parts, content_chars, text_of
 from ._tools import Tool, ToolCall, coerce_tool
@@ -34,43 +34,11 @@ def new_request_id() -> str:
     return raw.hex()
 
 
-_object_new = object.__new__
-_object_setattr = object.__setattr__
-#: llmchain's own models whose copies ``copy_with`` makes itself (checked at import, below).
-_PLAIN: set[type[BaseModel]] = set()
-
-
 def copy_with(model: ModelT, update: Mapping[str, Any]) -> ModelT:
-    """``model.model_copy(update=update)`` (shallow, not validated), in half the time.
-
-    The chain and its stages copy a request or a response several times per call. For
-    llmchain's own frozen models (no private attributes, no extra fields) a copy is the
-    instance ``__dict__`` with ``update`` applied plus the set of fields set, which is what is
-    built here; any other class (a user's subclass) goes through ``model_copy``.
-    """
-    cls = type(model)
-    if cls not in _PLAIN:
-        return model.model_copy(update=update)
-    copied = _object_new(cls)
-    values = model.__dict__.copy()
-    values.update(update)
-    fields_set = set(model.__pydantic_fields_set__)
-    fields_set.update(update)
-    _object_setattr(copied, "__dict__", values)
-    _object_setattr(copied, "__pydantic_extra__", None)
-    _object_setattr(copied, "__pydantic_fields_set__", fields_set)
-    _object_setattr(copied, "__pydantic_private__", None)
-    return copied
-
-
-def _built(cls: type[ModelT], values: dict[str, Any], fields_set: set[str]) -> ModelT:
-    """An instance of one of the ``_PLAIN`` models from values already valid, in field order."""
-    built = _object_new(cls)
-    _object_setattr(built, "__dict__", values)
-    _object_setattr(built, "__pydantic_extra__", None)
-    _object_setattr(built, "__pydantic_fields_set__", fields_set)
-    _object_setattr(built, "__pydantic_private__", None)
-    return built
+    """``model.model_copy(update=update)``: a shallow copy, not validated (the values come from
+    llmchain's own code). One name for every copy the chain and its stages make per call, so
+    how copies are made is decided here only, through pydantic's public API."""
+    return model.model_copy(update=update)
 
 
 class _Frozen(BaseModel):
@@ -246,90 +214,21 @@ class LLMResponse(_Frozen):
 
 
 
-def _check_plain_copies() -> None:
-    """Let ``copy_with`` build copies of these models itself if, for each, that gives exactly
-    what pydantic's ``model_copy`` gives (a later pydantic could store more per instance)."""
-    probes = (Usage(), CacheInfo(status="miss"), LLMResponse(text="t", notes={"n": 1}),
-              LLMRequest(messages=(Message(role="user", content="c"),), timeout_s=1.0),
-              Attempt(number=1, started_at=0.0, duration_s=0.0, outcome="ok"),
-              Message(role="user", content="c"))
-    attributes = ("__dict__", "__pydantic_extra__", "__pydantic_fields_set__", "__pydantic_private__")
-    if set(getattr(BaseModel, "__slots__", ())) != set(attributes):
-        return  # pydantic keeps other per-instance state: always use model_copy
-    for probe in probes:
-        cls = type(probe)
-        if cls.__private_attributes__ or cls.model_config.get("extra") == "allow":
-            continue
-        name = next(iter(cls.model_fields))
-        update = {name: getattr(probe, name)}
-        _PLAIN.add(cls)
-        fast, slow = copy_with(probe, update), probe.model_copy(update=update)
-        if not all(getattr(fast, a, 0) == getattr(slow, a, 1) for a in attributes):
-            _PLAIN.discard(cls)
-
-
-_check_plain_copies()
-
-#: Call parameters ``prompt_request`` takes without validation (the chain computes them).
+#: Call parameters the chain itself fills in: with only these, a prompt is "plain".
 PLAIN_PARAMS = frozenset({"deadline", "timeout_s", "metadata", "stream"})
-_MESSAGE_FIELDS = ("role", "content", "name", "tool_call_id", "tool_calls")
-_REQUEST_DEFAULTS = {name: field.default for name, field in LLMRequest.model_fields.items()}
 
 
 def prompt_request(prompt: str, params: dict[str, Any]) -> LLMRequest | None:
     """``LLMRequest(messages=(Message(role="user", content=prompt),), **params)`` for a plain
-    prompt and the parameters the chain itself fills in (``PLAIN_PARAMS``), built without
-    running validation that could not fail; None when any value needs validating after all
-    (then the caller validates as usual).
+    prompt and the parameters the chain fills in (``PLAIN_PARAMS``); None when a value is
+    refused (the caller then validates as usual and reports what was wrong).
 
-    This is every ``chain.complete("...")``: validation is a tenth of a cache hit's cost.
+    Validated through pydantic's public constructor: building the same objects with
+    ``model_construct`` measured slower than validating them (benchmarks/bench_model_copies.py).
     """
-    if not _FAST_REQUESTS or type(prompt) is not str:
+    if type(prompt) is not str:
         return None
-    deadline, timeout, metadata = params.get("deadline"), params.get("timeout_s"), params.get("metadata")
-    if (deadline is not None and type(deadline) is not float) or (
-            timeout is not None and (type(timeout) is not float or not timeout > 0)):
+    try:
+        return LLMRequest(messages=(Message(role="user", content=prompt),), **params)
+    except ValidationError:
         return None
-    if "stream" in params and type(params["stream"]) is not bool:
-        return None
-    if metadata is not None:
-        if type(metadata) is not dict or any(type(key) is not str for key in metadata):
-            return None
-        metadata = dict(metadata)  # validation copies the mapping too
-    message = _built(Message, {"role": "user", "content": prompt, "name": None, "tool_call_id": None,
-                               "tool_calls": ()}, {"role", "content"})
-    values = _REQUEST_DEFAULTS.copy()  # in field order, as validation stores them
-    values["messages"] = (message,)
-    values["extra"] = {}
-    values["metadata"] = {} if metadata is None else metadata
-    values["request_id"] = new_request_id()
-    fields_set = {"messages"}
-    for name in params:
-        fields_set.add(name)
-        if name != "metadata":
-            values[name] = params[name]
-    return _built(LLMRequest, values, fields_set)
-
-
-def _check_fast_requests() -> bool:
-    """Whether ``prompt_request`` builds exactly what validation builds (the fields with
-    factories are the three it fills; same values, same fields set, same types)."""
-    factories = {n for n, f in LLMRequest.model_fields.items() if f.default_factory is not None}
-    if factories != {"extra", "metadata", "request_id"} or Message not in _PLAIN or LLMRequest not in _PLAIN:
-        return False
-    if tuple(Message.model_fields) != _MESSAGE_FIELDS:
-        return False
-    params = {"deadline": 12.5, "timeout_s": 3.0, "metadata": {"k": {"v": 1}}}
-    fast = prompt_request("hi", params)
-    slow = LLMRequest(messages=(Message(role="user", content="hi"),), **params)
-    if fast is None:
-        return False
-    fast_values = {**fast.__dict__, "request_id": slow.request_id}
-    return (list(fast_values.items()) == list(slow.__dict__.items())
-            and fast.model_fields_set == slow.model_fields_set
-            and fast.messages[0].model_fields_set == slow.messages[0].model_fields_set
-            and list(fast.messages[0].__dict__.items()) == list(slow.messages[0].__dict__.items()))
-
-
-_FAST_REQUESTS = True
-_FAST_REQUESTS = _check_fast_requests()

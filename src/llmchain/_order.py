@@ -11,6 +11,8 @@ from __future__ import annotations
 import warnings
 from collections.abc import Iterable, Sequence
 
+from ._stage import stage_traits
+
 #: The roles llmchain's hints know (a stage may declare others; they get no hints).
 KNOWN_ROLES = frozenset({"cache", "retry", "rate_limit", "repair", "validate", "parse", "fallback",
                          "log", "circuit_breaker", "timeout", "redact"})
@@ -40,12 +42,7 @@ class OrderWarning(UserWarning):
 
 def stage_roles(stage: object) -> frozenset[str]:
     """The roles ``stage`` declares (``roles`` attribute); none when it declares none."""
-    roles = getattr(stage, "roles", None)
-    if roles is None:
-        return frozenset()
-    if isinstance(roles, str):
-        return frozenset({roles})
-    return frozenset(roles)
+    return stage_traits(stage).roles
 
 
 def check_order(stage_roles: Sequence[Iterable[str] | str]) -> list[str]:

@@ -12,10 +12,26 @@ Next = Callable[[LLMRequest], Awaitable[LLMResponse]]
 
 
 @runtime_checkable
-class Middleware(Protocol):
-    """A stage: may call ``call_next`` zero times (cache hit), once (log) or many (retry)."""
+class Stage(Protocol):
+    """A stage: ``handle`` may call ``call_next`` zero times (cache hit), once (log) or many
+    (retry). The core passes ``call_next`` positionally. What else a stage may declare (``name``,
+    ``roles``, ``handles_streams``, ``needs_transport_identity``, ``aclose``) is optional and
+    listed with its default on ``llmchain.StageBase`` (docs/writing_plugins.md).
 
-    async def handle(self, request: LLMRequest, call_next: Next) -> LLMResponse: ...
+    Streams: with ``handles_streams = True``, ``handle`` knows that ``request.stream`` may be
+    set, and then gets from ``call_next`` (and returns) a response whose ``stream`` holds the
+    events; without it, the chain runs ``handle`` on the *final* response when the stream ends.
+    Whatever fails before the first chunk is raised by ``call_next`` as for any call; after it,
+    ``StreamInterrupted``.
+    """
+
+    async def handle(self, request: LLMRequest, call_next: Next, /) -> LLMResponse: ...
+
+
+#: The former name of ``Stage`` (kept: stage code written against it keeps working).
+Middleware = Stage
+#: The former name of the stream-aware contract, now part of ``Stage`` (one protocol, not two).
+StreamingStage = Stage
 
 
 @runtime_checkable
@@ -32,25 +48,3 @@ class Transport(Protocol):
     async def send(self, request: LLMRequest) -> LLMResponse: ...
 
     async def aclose(self) -> None: ...
-
-
-@runtime_checkable
-class StreamingStage(Protocol):
-    """The stage contract, streams included (docs/architecture.md, "Streams through the chain").
-
-    * ``roles``: what the stage does, as data (``frozenset({"retry"})``). Order hints and any
-      stream semantics go by roles, never by a stage's name: a replacement retry declaring
-      ``"retry"`` gets the built-in one's warnings.
-    * ``handles_streams = True``: ``handle`` knows that ``request.stream`` may be set, and then
-      gets from ``call_next`` (and returns) a response whose ``stream`` (an ``LLMStream``) holds
-      the events; it may ``pipe`` them through a wrapper of its own. Without it, the chain
-      applies the default: the chunks pass the stage untouched and its ``handle`` gets the
-      *final* response when the stream ends.
-    * ``handle``: as for ``Middleware``. Whatever fails before the first chunk is raised by
-      ``call_next`` as for any call; after it, ``StreamInterrupted``.
-    """
-
-    roles: frozenset[str]
-    handles_streams: bool
-
-    async def handle(self, request: LLMRequest, call_next: Next) -> LLMResponse: ...

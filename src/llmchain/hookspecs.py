@@ -37,6 +37,30 @@ def register_transports(register: Callable[[str, Any], None]) -> None:
 
 
 @hookspec
+def register_stores(register: Callable[[str, str, Any], None]) -> None:
+    """Register state stores: ``register(family, name, factory)``.
+
+    ``family`` says which stages can use the store and how ``factory`` is called; ``name`` is
+    what their ``store = "..."`` option says. Built-in memory, SQLite and Redis stores register
+    through this hook too.
+
+    * ``"cache"``: ``factory(settings, clock)`` → ``llmchain.stores.cache_base.CacheStore``;
+      ``settings`` is a ``StoreSettings`` (kind, path, url, max_entries, max_bytes, default_ttl_s).
+    * ``"rate_limit"``: ``factory(share=..., url=...)`` → ``llmchain.stores.base.RateLimitStore``.
+    * ``"breaker"``: ``factory(share=..., url=...)`` → ``llmchain.stores.base.BreakerStore``.
+    * ``"throttle"``: ``factory(share=..., url=...)`` → ``llmchain.stores.base.ThrottleStore``
+      (retry's adaptive throttling counters).
+    * ``"route"``: ``factory(share=..., url=...)`` → ``llmchain.stores.route_state.RouteStateStore``.
+    * ``"spend"``: ``factory(share=..., url=...)`` → ``llmchain.stores.spend.SpendStore``.
+
+    ``share`` names state every user of the same name shares (None: private to one stage);
+    ``url`` is the address from the stage's ``store_url``/``store_url_env`` options. A factory
+    should import optional dependencies when called, so a missing extra fails only for the
+    chain that asks for that store.
+    """
+
+
+@hookspec
 def register_observers(register: Callable[[Callable[[Any], None]], None]) -> None:
     """Register observers: ``register(callback)``; ``callback(event)`` receives every
     ``llmchain.Event`` that any stage of any chain emits (attempts, retries, rate-limit waits,

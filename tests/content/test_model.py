@@ -23,15 +23,15 @@ from llmchain import (
     ToolCall,
     UnsupportedContent,
 )
-from llmchain._models import _FAST_REQUESTS, prompt_request
+from llmchain._models import prompt_request
 from tests.content.helpers import PDF, PNG, anthropic_transport, openai_transport
 
 
 def test_plain_prompts_keep_the_fast_path() -> None:
-    assert _FAST_REQUESTS
     fast = prompt_request("hi", {"timeout_s": 2.0})
     assert fast is not None and fast.messages == (Message(role="user", content="hi"),)
     assert fast.tools == () and fast.tool_choice is None
+    assert prompt_request("hi", {"timeout_s": -1.0}) is None  # refused: the caller reports it
 
 
 def test_content_lists_mix_strings_and_parts() -> None:

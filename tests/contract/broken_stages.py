@@ -287,3 +287,23 @@ class SwallowsStreamError(Good):
 
         stream.pipe(swallow)
         return response
+
+
+class KeywordOnlyNext(Good):
+    """Insists on call_next by keyword; the core passes it positionally."""
+
+    async def handle(self, request: LLMRequest, *, call_next: Next) -> LLMResponse:  # type: ignore[override]
+        return await call_next(request)
+
+
+class RolesAsList(Good):
+    """Declares its roles as a list of mixed things instead of a frozenset of strings."""
+
+    roles = ["retry", 3]  # type: ignore[assignment]
+
+
+class SyncClose(Good):
+    """Declares aclose, but not as a coroutine: Chain.aclose would await None."""
+
+    def aclose(self) -> None:
+        pass

@@ -21,6 +21,9 @@ from . import broken_stages as b
 
 BROKEN: list[tuple[str, Any, str]] = [
     # (clause, stage, words the violation must contain)
+    ("declarations", b.KeywordOnlyNext, "positionally"),
+    ("declarations", b.RolesAsList, "frozenset of strings"),
+    ("declarations", b.SyncClose, "aclose is not an `async def`"),
     ("passthrough", b.DropsHeaders, "headers"),
     ("passthrough", b.CallsTwice, "2 times"),
     ("passthrough", b.ChangesTemperature, "temperature"),

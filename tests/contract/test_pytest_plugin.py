@@ -70,4 +70,4 @@ def test_plugin_fixtures_and_contract_class_work_in_an_authors_test_suite(tmp_pa
         cwd=tmp_path, capture_output=True, text=True, timeout=120,
     )
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "17 passed" in result.stdout  # 14 contract tests + 3 of the author's own
+    assert "18 passed" in result.stdout  # 15 contract tests + 3 of the author's own

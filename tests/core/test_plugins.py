@@ -115,7 +115,8 @@ except Exception as exc:
 
 def _run(site: Path, **env: str) -> str:
     environment = {k: v for k, v in os.environ.items() if k != "LLMCHAIN_LOAD_PLUGINS"}
-    environment.update(PYTHONPATH=str(site), **env)
+    # the site first, then this tree's own path (so the llmchain under test is the one imported)
+    environment.update(PYTHONPATH=os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")]), **env)
     result = subprocess.run(
         [sys.executable, "-c", SCRIPT],
         env=environment,
@@ -144,3 +145,11 @@ def test_plugin_failing_to_import_raises_plugin_error_naming_it(tmp_path: Path) 
     out = _run(tmp_path)
     assert out.startswith("PluginError")
     assert "'llmchain-broken'" in out and "failed to import" in out and "not_a_module_xyz" in out
+
+
+def test_a_misspelt_hook_in_an_installed_plugin_names_its_distribution(tmp_path: Path) -> None:
+    _make_distribution(tmp_path, "llmchain-typo", "llmchain_typo",
+                       "from llmchain import hookimpl\n\n@hookimpl\ndef register_midleware(register):\n    pass\n")
+    out = _run(tmp_path)
+    assert out.startswith("PluginError"), out
+    assert "distribution llmchain-typo" in out and "register_midleware" in out and "0x" not in out

@@ -26,18 +26,20 @@ import math
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
 from .._clock import REAL_CLOCK, Clock
 from .._events import emit
 from .._exceptions import BudgetExceeded, ConfigError, TimeoutExceeded
 from .._models import LLMRequest, LLMResponse, copy_with
+from .._stage import StageOptions
 from .._tokens import get_estimator
 from .._types import Next
 from ..hookspecs import hookimpl
 from ..policies.spend import MICRO, Entry, SpendLimit, Unit, Window
 from ..stores._shared import SharedStateOptions, store_deadline
-from ..stores.spend import MemorySpendStore, SpendStore, open_spend_store
+from ..stores.base import open_store
+from ..stores.spend import MemorySpendStore, SpendStore
 from ._prices import PriceTable
 
 logger = logging.getLogger("llmchain.budget")
@@ -50,10 +52,8 @@ EMBEDDING_PRICES: dict[str, tuple[float, float]] = {
 }
 
 
-class Limit(BaseModel):
+class Limit(StageOptions):
     """One spend limit (a ``[[stages.limits]]`` table)."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
 
     name: str | None = Field(None, description="Label in errors and events; default from the other fields.")
     usd: float | None = Field(None, gt=0, description="Dollars allowed per window.")
@@ -105,7 +105,7 @@ class BudgetMiddleware:
         names = [limit.name for limit in self._limits]
         if len(set(names)) != len(names):
             raise ConfigError(f"budget limits must have distinct names, got {names}")
-        self.store = store or open_spend_store(o.store, share=o.share, url=o.store_address())
+        self.store = store or open_store("spend", o.store, share=o.share, url=o.store_address())
         self._memory = isinstance(self.store, MemorySpendStore)
         self._prices = PriceTable({**EMBEDDING_PRICES, **o.prices})
         self._usd = any(limit.unit == "usd" for limit in self._limits)

@@ -31,13 +31,14 @@ from collections.abc import Callable
 from functools import partial
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from .._clock import REAL_CLOCK, Clock, time_left
 from .._events import current_call, emit
 from .._exceptions import CacheMiss, ConfigError
 from .._models import CacheInfo, LLMRequest, LLMResponse, copy_with
 from .._redact import contains_secret, redact, trim
+from .._stage import StageOptions
 from .._stream import at_end, on_final, on_final_async, replay
 from .._types import Next
 from ..hookspecs import hookimpl
@@ -65,9 +66,7 @@ class CacheMiddleware:
     #: Asks the chain to put ``transport.identity()`` in ``request.metadata["llmchain.transport"]``.
     needs_transport_identity = True
 
-    class Options(BaseModel):
-        model_config = ConfigDict(frozen=True, extra="forbid")
-
+    class Options(StageOptions):
         store: str = Field("memory", description='Backend: "memory", "sqlite" (or "redis").')
         path: str = Field("llmchain-cache.sqlite3", description="SQLite file, for store = sqlite.")
         url: str | None = Field(None, description="Server URL, for store = redis (no password: use url_env).")

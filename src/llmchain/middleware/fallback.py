@@ -21,7 +21,7 @@ from collections.abc import Callable, Sequence
 from functools import partial
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
 from .._clock import REAL_CLOCK, Clock, time_left
 from .._compose import TransportCall, compose
@@ -29,7 +29,6 @@ from .._events import current_attempts, current_call, emit
 from .._exceptions import (
     CallError,
     CircuitOpen,
-    ConfigError,
     GaveUp,
     ProviderError,
     RateLimited,
@@ -37,8 +36,9 @@ from .._exceptions import (
     TransportError,
 )
 from .._models import LLMRequest, LLMResponse
+from .._stage import StageOptions
 from .._stream import on_final
-from .._types import Middleware, Next, Transport
+from .._types import Next, Transport
 from ..hookspecs import hookimpl
 
 FallbackOn = Literal[
@@ -69,10 +69,8 @@ def error_kinds(error: CallError) -> set[str]:
     return kinds
 
 
-class Alternative(BaseModel):
+class Alternative(StageOptions):
     """One alternative: a model through the same stages, or another transport."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
 
     model: str | None = Field(None, description="Model to ask instead (with a transport: that transport's model).")  # noqa: E501
     transport: dict[str, Any] | None = Field(None, description="A table like [transport] (use = ..., its options).")  # noqa: E501
@@ -106,9 +104,7 @@ class FallbackMiddleware:
     #: Streamed calls pass through ``handle`` like any other (see docs/stages/fallback.md, "Streams").
     handles_streams = True
 
-    class Options(BaseModel):
-        model_config = ConfigDict(frozen=True, extra="forbid")
-
+    class Options(StageOptions):
         alternatives: list[str | Alternative] = Field(
             default_factory=list, description="Tried in order; a string is a model name.")
         on: list[FallbackOn] = Field(
@@ -218,31 +214,13 @@ def _build(alt: str | Alternative, index: int, clock: Clock) -> _Route:
         return _Route(None, alt, None, None)
     if alt.transport is None:
         return _Route(alt.name, alt.model, None, None)
-    from .._config import build_options, parse_stage_entry, parse_transport_table
-    from ..plugins import get_registry
+    from .._build import build_stages, build_transport
+    from ..plugins import current_registry
 
     where = f"fallback alternatives[{index}]"
-    registry = get_registry()
-    spec = parse_transport_table(alt.transport, where)
-    registered = registry.transports.get(spec.use)
-    if registered is None:
-        raise ConfigError(f"{where}: unknown transport {spec.use!r}. Registered transports: "
-                          f"{registry.describe_available('transport')}.")
-    options = build_options(registered, spec.options, where)
-    transport: Transport = (registered.factory(options, clock=clock) if options is not None
-                            else registered.factory(clock=clock))
-    stages: list[Middleware] = []
-    for i, entry in enumerate(alt.stages):
-        stage_spec = parse_stage_entry(entry, i, f"{where}.stages")
-        if not stage_spec.enabled:
-            continue
-        found = registry.stages.get(stage_spec.use)
-        if found is None:
-            raise ConfigError(f"{where}.stages[{i}]: unknown stage {stage_spec.use!r}. Registered "
-                              f"stages: {registry.describe_available('stage')}.")
-        stage_options = build_options(found, stage_spec.options, f"{where}.stages[{i}]")
-        stages.append(found.factory(stage_options, clock=clock) if stage_options is not None
-                      else found.factory(clock=clock))
+    registry = current_registry()  # the chain's own: its plugins, nobody else's
+    transport = build_transport(alt.transport, registry, clock, where)
+    stages = [stage for _, _, stage in build_stages(alt.stages, registry, clock, where)]
     label = alt.name or _served_by(transport.name, alt.model)
     return _Route(label, alt.model, transport, compose(stages, TransportCall(transport, clock)))
 

@@ -12,13 +12,14 @@ from __future__ import annotations
 from collections.abc import AsyncGenerator, Callable
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from .._clock import REAL_CLOCK, Clock
 from .._exceptions import ParseError
 from .._json_extract import extract_json
 from .._models import LLMRequest, LLMResponse, copy_with
 from .._partial_json import partial_json
+from .._stage import StageOptions
 from .._stream import Events, PartialObject, StreamEnd, StreamEvent, TextDelta
 from .._structured import expected_kind, remember
 from .._text_buffer import TextBuffer
@@ -43,9 +44,7 @@ class ParseMiddleware:
     #: Streamed calls pass through ``handle`` like any other (see docs/stages/parse.md, "Streams").
     handles_streams = True
 
-    class Options(BaseModel):
-        model_config = ConfigDict(frozen=True, extra="forbid")
-
+    class Options(StageOptions):
         mode: Literal["strict", "fenced", "lenient"] = Field(
             "lenient",
             description=(

@@ -23,7 +23,7 @@ from collections.abc import AsyncGenerator, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from .._clock import REAL_CLOCK, Clock, time_left
 from .._content import content_chars
@@ -33,6 +33,7 @@ from .._json_fix import json_repair_available, repair_json_text, repair_region
 from .._models import LLMRequest, LLMResponse, Message, copy_with
 from .._redact import trim
 from .._schema import OutputSchema, SchemaMismatch
+from .._stage import StageOptions
 from .._stream import Events, Replaced, StreamEnd, StreamEvent
 from .._structured import expected_kind, invalid_error, resolve_schema, response_of, schema_of
 from .._tool_check import STRUCTURED_NOTE, structured_reask_messages, tool_errors, tool_reask_messages
@@ -82,9 +83,7 @@ class RepairMiddleware:
     #: Streamed calls pass through ``handle`` like any other (see docs/stages/repair.md, "Streams").
     handles_streams = True
 
-    class Options(BaseModel):
-        model_config = ConfigDict(frozen=True, extra="forbid")
-
+    class Options(StageOptions):
         local_repair: Literal["builtin", "json-repair", "off"] = Field(
             "builtin",
             description="Local repair before re-asking: 'builtin' = exact fixes for trailing "

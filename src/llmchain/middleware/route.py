@@ -35,7 +35,7 @@ from collections.abc import Callable, Mapping
 from functools import partial
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
 from .._clock import REAL_CLOCK, Clock, time_left
 from .._compose import TransportCall, compose
@@ -51,19 +51,19 @@ from .._exceptions import (
     TransportError,
 )
 from .._models import LLMRequest, LLMResponse, copy_with
+from .._stage import StageOptions
 from .._stream import on_final
 from .._tokens import get_estimator
 from .._types import Middleware, Next, Transport
 from ..hookspecs import hookimpl
 from ..policies.routing import Candidate, Strategy, header_headroom, headroom, order
 from ..stores._shared import SharedStateOptions, store_deadline
-from ..stores.route_state import RouteStateStore, open_route_state
+from ..stores.base import open_store
+from ..stores.route_state import RouteStateStore
 
 
-class Deployment(BaseModel):
+class Deployment(StageOptions):
     """One deployment (a ``[[stages.deployments]]`` table)."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
 
     name: str = Field(description="Label in served_by, logs and shared state.")
     transport: dict[str, Any] | None = Field(None, description="A table like [transport]: use = ..., its options; none: the chain's own transport (through the stages inside route).")  # noqa: E501
@@ -111,7 +111,7 @@ class RouteMiddleware:
         self.options = o = options
         self._clock = clock
         self._rng = rng or random.Random(o.seed)
-        self.state = state or open_route_state(o.store, share=o.share, url=o.store_address())
+        self.state = state or open_store("route", o.store, share=o.share, url=o.store_address())
         self._shared = o.store != "memory"
         self._estimator = get_estimator(o.tokenizer)
         self._windows = any(d.context_window is not None for d in o.deployments)
@@ -266,9 +266,9 @@ class _Built:
     def __init__(self, spec: Deployment, o: RouteMiddleware.Options, clock: Clock,
                  transport: Transport | None) -> None:
         from .._build import build_stage, build_transport
-        from ..plugins import get_registry
+        from ..plugins import current_registry
 
-        registry = get_registry()
+        registry = current_registry()  # the chain's own: its plugins, nobody else's
         where = f"route deployment {spec.name!r}"
         self.spec, self.name = spec, spec.name
         self.cooldown_s = spec.cooldown_s or o.cooldown_s

@@ -25,12 +25,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from .._clock import REAL_CLOCK, Clock, RealClock
 from .._compose import TransportCall
 from .._exceptions import TimeoutExceeded
 from .._models import LLMRequest, LLMResponse, copy_with
+from .._stage import StageOptions
 from .._stream import STREAM_IDLE_KEY
 from .._types import Next
 from ..hookspecs import hookimpl
@@ -51,9 +52,7 @@ class TimeoutMiddleware:
     #: Streamed calls pass through ``handle`` like any other (see docs/stages/timeout.md, "Streams").
     handles_streams = True
 
-    class Options(BaseModel):
-        model_config = ConfigDict(frozen=True, extra="forbid")
-
+    class Options(StageOptions):
         attempt_s: float | None = Field(
             None, gt=0,
             description="Longest time one pass through this stage may take (each attempt, when "

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from functools import partial
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_serializer, field_validator, model_validator
+from pydantic import Field, field_serializer, field_validator, model_validator
 
 from .._clock import REAL_CLOCK, Clock
 from .._exceptions import ConfigError, OutputError
@@ -30,6 +30,7 @@ from .._schema import (
     schema_for_json,
     schema_for_type,
 )
+from .._stage import StageOptions
 from .._stream import at_end, on_final
 from .._structured import check_value, remember, resolve_schema
 from .._tool_check import check_tool_calls
@@ -46,9 +47,7 @@ class ValidateMiddleware:
     #: Streamed calls pass through ``handle`` like any other (see docs/stages/validate.md, "Streams").
     handles_streams = True
 
-    class Options(BaseModel):
-        model_config = ConfigDict(frozen=True, extra="forbid")
-
+    class Options(StageOptions):
         model: Any = Field(
             None,
             description="Pydantic model (or any type pydantic validates) for calls without their "

@@ -23,9 +23,10 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from .._exceptions import ConfigError
+from .._stage import StageOptions
 
 if TYPE_CHECKING:
     from .._clock import Clock
@@ -93,10 +94,8 @@ def mask_url(url: str) -> str:
     return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
 
 
-class SharedStateOptions(BaseModel):
+class SharedStateOptions(StageOptions):
     """Where a stateful stage (rate_limit, circuit_breaker) keeps its state: options both share."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
 
     store: str = Field("memory", description='Where the state lives: "memory" (this process) or a shared store such as "redis".')  # noqa: E501
     share: str | None = Field(None, description="Name of state shared by every stage using the same name (several chains, one API key); None: private to this stage.")  # noqa: E501

@@ -16,10 +16,8 @@ suspend. Implementations must be safe to use from several threads and event loop
 
 from __future__ import annotations
 
-import importlib
 from typing import Any, Protocol, runtime_checkable
 
-from .._exceptions import ConfigError
 from ..policies.admission import RateLimits, Reservation
 from ..policies.breaker import BreakerConfig, BreakerState, Permit
 
@@ -108,52 +106,30 @@ class BreakerStore(Protocol):
         ...
 
 
-#: Store kinds by name → "module:function" building one as ``function(share=..., url=...)``.
-#: A shared backend fills its slot by providing the module (the Redis issue: ``state_redis``).
-RATE_LIMIT_STORES: dict[str, str] = {
-    "memory": "llmchain.stores.memory:open_rate_limit_store",
-    "redis": "llmchain.stores.state_redis:open_rate_limit_store",
-}
-THROTTLE_STORES: dict[str, str] = {
-    "memory": "llmchain.stores.memory:open_throttle_store",
-    "redis": "llmchain.stores.state_redis:open_throttle_store",
-}
-BREAKER_STORES: dict[str, str] = {
-    "memory": "llmchain.stores.memory:open_breaker_store",
-    "redis": "llmchain.stores.state_redis:open_breaker_store",
-}
+def open_store(family: str, kind: str, /, *args: Any, **kwargs: Any) -> Any:
+    """Open the ``family`` store named ``kind`` that the plugins of the chain being built
+    registered (``register_stores``); a ConfigError lists the known ones."""
+    from ..plugins import current_registry
 
-
-def _open(table: dict[str, str], what: str, kind: str, share: str | None, url: str | None) -> Any:
-    target = table.get(kind)
-    if target is None:
-        raise ConfigError(f"unknown {what} store {kind!r}; available: {sorted(table)}")
-    module_name, _, func_name = target.partition(":")
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise ConfigError(
-            f"{what} store {kind!r} is not available ({exc}); is the extra that provides it installed?"
-        ) from None
-    return getattr(module, func_name)(share=share, url=url)
+    return current_registry().store(family, kind).factory(*args, **kwargs)
 
 
 def open_rate_limit_store(kind: str = "memory", *, share: str | None = None,
                           url: str | None = None) -> RateLimitStore:
     """The rate-limit store ``kind`` names; ``share`` names state shared by every user of it."""
-    store: RateLimitStore = _open(RATE_LIMIT_STORES, "rate-limit", kind, share, url)
+    store: RateLimitStore = open_store("rate_limit", kind, share=share, url=url)
     return store
 
 
 def open_breaker_store(kind: str = "memory", *, share: str | None = None,
                        url: str | None = None) -> BreakerStore:
     """The breaker store ``kind`` names; ``share`` names state shared by every user of it."""
-    store: BreakerStore = _open(BREAKER_STORES, "circuit-breaker", kind, share, url)
+    store: BreakerStore = open_store("breaker", kind, share=share, url=url)
     return store
 
 
 def open_throttle_store(kind: str = "memory", *, share: str | None = None,
                         url: str | None = None) -> ThrottleStore:
     """The retry-throttle store ``kind`` names; ``share`` names state shared by every user of it."""
-    store: ThrottleStore = _open(THROTTLE_STORES, "retry-throttle", kind, share, url)
+    store: ThrottleStore = open_store("throttle", kind, share=share, url=url)
     return store

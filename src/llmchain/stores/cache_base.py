@@ -12,13 +12,11 @@ file or Redis server agree on ages and expiries.
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
 from .._clock import Clock
-from .._exceptions import ConfigError
 
 
 class CacheEntry:
@@ -89,29 +87,10 @@ class StoreSettings:
 
 StoreFactory = Callable[[StoreSettings, Clock], CacheStore]
 
-#: Store kinds by name → "module:function" building one from settings. The Redis store fills
-#: the "redis" slot by providing ``open_cache_store`` in ``llmchain.stores.cache_redis``.
-CACHE_STORES: dict[str, str] = {
-    "memory": "llmchain.stores.cache_memory:open_cache_store",
-    "sqlite": "llmchain.stores.cache_sqlite:open_cache_store",
-    "redis": "llmchain.stores.cache_redis:open_cache_store",
-}
-
 
 def open_cache_store(settings: StoreSettings, clock: Clock) -> CacheStore:
     """Build the store ``settings.kind`` names, or raise ConfigError saying what exists."""
-    target = CACHE_STORES.get(settings.kind)
-    if target is None:
-        raise ConfigError(
-            f"unknown cache store {settings.kind!r}; available: {sorted(CACHE_STORES)}"
-        )
-    module_name, _, func_name = target.partition(":")
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise ConfigError(
-            f"cache store {settings.kind!r} is not available ({exc}); "
-            "is the extra that provides it installed?"
-        ) from None
-    factory: StoreFactory = getattr(module, func_name)
-    return factory(settings, clock)
+    from .base import open_store
+
+    store: CacheStore = open_store("cache", settings.kind, settings, clock)
+    return store

@@ -146,7 +146,7 @@ class RedisCacheStore:
 
 
 def open_cache_store(settings: StoreSettings, clock: Clock) -> RedisCacheStore:
-    """Factory named by ``stores.cache_base.CACHE_STORES["redis"]``."""
+    """The "redis" cache store, registered through ``register_stores`` (``stores.builtin``)."""
     return RedisCacheStore(parse_settings(settings.url), default_ttl_s=settings.default_ttl_s, clock=clock)
 
 

@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel
 
+from .._build import takes_clock
 from .._clock import Clock
 from .._models import LLMRequest, LLMResponse, Message, Usage
 from .._types import Middleware
@@ -58,15 +59,17 @@ class StageUnderTest:
         return model if isinstance(model, type) and issubclass(model, BaseModel) else None
 
     def build(self, clock: Clock) -> Middleware:
-        """The stage, built the way a chain builds it: ``factory(options, clock=clock)``."""
+        """The stage, built the way a chain builds it: ``factory(options, clock=clock)`` (no
+        ``clock`` for a factory that takes none)."""
         model = self.options_model
         try:
+            kwargs = {"clock": clock} if takes_clock(self.factory) else {}  # as the chain does
             if model is None:
                 if self.options:
                     raise TypeError(f"the factory has no Options model but got options {dict(self.options)}")
-                stage = self.factory(clock=clock)
+                stage = self.factory(**kwargs)
             else:
-                stage = self.factory(model.model_validate(dict(self.options)), clock=clock)
+                stage = self.factory(model.model_validate(dict(self.options)), **kwargs)
         except Exception as exc:
             raise ContractViolation(
                 "build", f"{self.label} could not be built with options {dict(self.options)!r}: {exc}"

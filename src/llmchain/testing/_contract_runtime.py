@@ -8,7 +8,6 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from .. import plugins
 from .._chain import Chain
 from .._exceptions import ConfigError, ProviderError, RateLimited, TransportError
 from .._models import LLMResponse
@@ -163,20 +162,18 @@ def check_options(sut: StageUnderTest) -> None:
                 clause, f"{model.__qualname__} is not frozen; options are shared config (frozen=True)"
             )
     name = f"contract-probe-{nonce()}"
-    plugins.register(_ProbePlugin(name, sut.factory), name=name)
+    probe = [_ProbePlugin(name, sut.factory)]  # this check's chains only, never the process's
+    Chain.from_config({"stages": [{"use": name, **sut.options}]}, plugins=probe).close()
     try:
-        Chain.from_config({"stages": [{"use": name, **sut.options}]}).close()
-        try:
-            Chain.from_config({"stages": [{"use": name, **sut.options, UNKNOWN_OPTION: 1}]}).close()
-        except ConfigError as exc:
-            if UNKNOWN_OPTION not in str(exc):
-                raise ContractViolation(clause, f"the error does not name {UNKNOWN_OPTION}: {exc}") from exc
-        except Exception as exc:
-            raise ContractViolation(
-                clause, f"an unknown option raised {type(exc).__name__}: {exc}, not ConfigError"
-            ) from exc
-        else:
-            raise ContractViolation(clause, f"a config with {UNKNOWN_OPTION} = 1 was accepted")
-    finally:
-        plugins.unregister(name=name)
+        Chain.from_config({"stages": [{"use": name, **sut.options, UNKNOWN_OPTION: 1}]},
+                          plugins=probe).close()
+    except ConfigError as exc:
+        if UNKNOWN_OPTION not in str(exc):
+            raise ContractViolation(clause, f"the error does not name {UNKNOWN_OPTION}: {exc}") from exc
+    except Exception as exc:
+        raise ContractViolation(
+            clause, f"an unknown option raised {type(exc).__name__}: {exc}, not ConfigError"
+        ) from exc
+    else:
+        raise ContractViolation(clause, f"a config with {UNKNOWN_OPTION} = 1 was accepted")
 

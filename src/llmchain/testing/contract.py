@@ -28,6 +28,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
+from ._contract_declare import check_declarations
 from ._contract_flow import (
     check_calls_inward_each_time,
     check_cancellation,
@@ -58,6 +59,12 @@ __all__ = [
 
 #: Clause name → (the rule, its check). Names are what ``exempt`` refers to.
 CLAUSES: Mapping[str, tuple[str, Callable[[StageUnderTest], None]]] = {
+    "declarations": (
+        "has what llmchain.Stage says: an async handle(request, call_next) callable positionally; "
+        "name, kind, roles, handles_streams, needs_transport_identity and aclose, where declared, "
+        "of the documented types",
+        check_declarations,
+    ),
     "passthrough": (
         "with nothing to do, it calls inward once with the same request and returns the answer unchanged",
         check_passthrough,
@@ -235,6 +242,9 @@ class MiddlewareContract:
     def test_exemptions_are_named_and_justified(self) -> None:
         validate_exemptions(type(self).exempt)
         validate_annotations(type(self).annotates)
+
+    def test_declarations(self) -> None:
+        self.check("declarations")
 
     def test_passthrough(self) -> None:
         self.check("passthrough")

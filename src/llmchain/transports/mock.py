@@ -27,7 +27,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from .._clock import REAL_CLOCK, Clock
 from .._content import content_chars, describe_content
@@ -40,6 +40,7 @@ from .._exceptions import (
 )
 from .._media_tokens import part_tokens
 from .._models import LLMRequest, LLMResponse, Usage
+from .._stage import StageOptions
 from .._tools import ToolCall
 from ..hookspecs import hookimpl
 
@@ -84,9 +85,7 @@ def make_error(kind: MockError, *, status: int | None = None, retry_after: float
 class MockTransport:
     """Scripted, in-process stand-in for a provider. Thread- and loop-safe."""
 
-    class Options(BaseModel):
-        model_config = ConfigDict(frozen=True, extra="forbid")
-
+    class Options(StageOptions):
         replies: list[str | dict[str, Any]] = Field(
             default_factory=list, description="Outcomes in order: a text, or a table like MockReply."
         )

@@ -14,7 +14,7 @@ import re
 from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import Field, field_validator
 
 from llmchain import (
     REAL_CLOCK,
@@ -23,6 +23,7 @@ from llmchain import (
     LLMResponse,
     Message,
     Next,
+    StageOptions,
     StreamEnd,
     StreamEvent,
     TextDelta,
@@ -41,9 +42,7 @@ class RedactMiddleware:
     #: Streams: placeholders are restored chunk by chunk (see ``_restore_stream``).
     handles_streams = True
 
-    class Options(BaseModel):
-        model_config = ConfigDict(frozen=True, extra="forbid")
-
+    class Options(StageOptions):
         emails: bool = Field(True, description="Mask email addresses.")
         phones: bool = Field(
             True,
