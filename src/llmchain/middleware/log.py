@@ -27,7 +27,7 @@ import sys
 from collections.abc import Callable
 from typing import IO, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from .._clock import REAL_CLOCK, Clock
 from .._content import describe_message
@@ -44,6 +44,7 @@ from .._redact import (
     register_secret,
     trim,
 )
+from .._stage import StageOptions
 from .._stream import at_end, on_final
 from .._types import Next
 from ..hookspecs import hookimpl
@@ -94,9 +95,7 @@ class LogMiddleware:
     #: Streamed calls pass through ``handle`` like any other (see docs/stages/log.md, "Streams").
     handles_streams = True
 
-    class Options(BaseModel):
-        model_config = ConfigDict(frozen=True, extra="forbid")
-
+    class Options(StageOptions):
         logger: str = Field("llmchain", description="Logger name.")
         level: Level = Field("INFO", description="Level of the summary line of a successful call.")
         error_level: Level = Field("WARNING", description="Level of the summary line of a failed call.")
