@@ -101,7 +101,8 @@ class RateLimitMiddleware:
         self.options = o = options or self.Options()
         self._clock = clock
         self.store = store or open_rate_limit_store(o.store, share=o.share, url=o.store_address())
-        self._memory = self.store if isinstance(self.store, MemoryRateLimitStore) else None
+        #: a shared store's I/O is bounded by the call's deadline (memory answers at once)
+        self._shared = not isinstance(self.store, MemoryRateLimitStore)
         self._limits = RateLimits(o.rpm, o.tpm, o.period_s, o.burst_s or None)
         self._effective: dict[str, RateLimits] = {}  # per key, from what the provider reported
         self._learners: dict[str, LimitLearner] = {}
@@ -122,7 +123,7 @@ class RateLimitMiddleware:
         return self._effective.get(key, self._limits)
 
     async def handle(self, request: LLMRequest, call_next: Next) -> LLMResponse:
-        if self._memory is None:  # a shared store's I/O must end within the call's deadline
+        if self._shared:  # a shared store's I/O must end within the call's deadline
             with store_deadline(request, self._clock):
                 return await self._handle(request, call_next)
         return await self._handle(request, call_next)
@@ -135,8 +136,7 @@ class RateLimitMiddleware:
         unbooked = False
         if limits.requests is None and limits.tokens is None:
             # no limit known (yet): an adaptive limiter still holds callers during a pause
-            memory = self._memory
-            if self._adaptive and (memory is None or memory.paused_until(key) > self._clock.now()):
+            if self._adaptive:
                 await self._wait_out_pause(key, request)
             if self._learn:  # sent unbooked: booked once limits are learned (``_book_unbooked``)
                 self._unbooked[key] = self._unbooked.get(key, 0) + 1
@@ -144,16 +144,7 @@ class RateLimitMiddleware:
         else:
             if limits.tokens is not None and self._estimator is not None:
                 tokens = self._estimator.request_tokens(request, self.options.output_tokens)
-            memory = self._memory
-            if memory is not None and self.options.max_wait_s is None:  # fast path: no coroutine
-                now = self._clock.now()
-                deadline = request.deadline
-                res = memory.reserve_now(key, now, 1, tokens, limits,
-                                         None if deadline is None else max(0.0, deadline - now))
-                ticket = res.ticket if res.admitted and res.wait_s <= 0 else await self._admit(
-                    key, request, tokens, limits, res)
-            else:
-                ticket = await self._admit(key, request, tokens, limits, None)
+            ticket = await self._admit(key, request, tokens, limits)
         sent = self._clock.now()
         try:
             response = await call_next(request)
@@ -182,10 +173,7 @@ class RateLimitMiddleware:
         if tokens and ticket is not None:
             actual = response.usage.total_tokens
             if actual > 0 and actual != tokens:
-                if self._memory is not None:
-                    self._memory.reconcile_now(key, ticket, requests=1, tokens=actual)
-                else:
-                    await self.store.reconcile(key, ticket, requests=1, tokens=actual)
+                await self.store.reconcile(key, ticket, requests=1, tokens=actual)
         if self._adaptive and response.headers:
             await self._follow_headers(key, response.headers, tokens)
         return response
@@ -215,19 +203,14 @@ class RateLimitMiddleware:
         elif pause > 0:
             await self._pause(key, pause, "provider_remaining")
 
-    async def _admit(self, key: str, request: LLMRequest, tokens: int, limits: RateLimits,
-                     res: Reservation | None) -> object:
-        clock, store, memory = self._clock, self.store, self._memory
+    async def _admit(self, key: str, request: LLMRequest, tokens: int, limits: RateLimits) -> object:
+        clock, store = self._clock, self.store
         cap = self.options.max_wait_s
         while True:
             left = time_left(request, clock)
-            if res is None:
-                now = clock.now()
-                max_wait = left if cap is None else (cap if left is None else min(cap, left))
-                if memory is not None:
-                    res = memory.reserve_now(key, now, 1, tokens, limits, max_wait)
-                else:
-                    res = await store.reserve(key, now, 1, tokens, limits, max_wait)
+            now = clock.now()
+            max_wait = left if cap is None else (cap if left is None else min(cap, left))
+            res = await store.reserve(key, now, 1, tokens, limits, max_wait)
             if not res.admitted:
                 raise self._refused(key, res, left, tokens, limits)
             if res.wait_s <= 0:
@@ -243,7 +226,6 @@ class RateLimitMiddleware:
                 return res.ticket
             # a 429 arrived while we slept: re-book behind the pause instead of sending into it
             await self._release(key, res.ticket)
-            res = None
 
     async def _wait_out_pause(self, key: str, request: LLMRequest) -> None:
         clock = self._clock
