@@ -98,23 +98,21 @@ class CircuitBreakerMiddleware:
         self.options = o = options or self.Options()
         self._clock = clock
         self.store = store or open_breaker_store(o.store, share=o.share, url=o.store_address())
-        self._memory = self.store if isinstance(self.store, MemoryBreakerStore) else None
+        #: a shared store's I/O is bounded by the call's deadline (memory answers at once)
+        self._shared = not isinstance(self.store, MemoryBreakerStore)
         self.config = BreakerConfig(o.failure_rate, o.min_calls, o.window_calls, o.window_s, o.open_s)
         self._per_model = o.key == "model"
 
     async def handle(self, request: LLMRequest, call_next: Next) -> LLMResponse:
-        if self._memory is None:  # a shared store's I/O must end within the call's deadline
+        if self._shared:  # a shared store's I/O must end within the call's deadline
             with store_deadline(request, self._clock):
                 return await self._handle(request, call_next)
         return await self._handle(request, call_next)
 
     async def _handle(self, request: LLMRequest, call_next: Next) -> LLMResponse:
         key = (request.model or "default") if self._per_model else "*"
-        clock, memory, config = self._clock, self._memory, self.config
-        if memory is not None:
-            permit = memory.acquire_now(key, clock.now(), config)
-        else:
-            permit = await self.store.acquire(key, clock.now(), config)
+        config = self.config
+        permit = await self.store.acquire(key, self._clock.now(), config)
         if permit.changed:
             emit("breaker_state", "circuit_breaker", key=key, state=permit.state)
         if not permit.allowed:
@@ -129,11 +127,7 @@ class CircuitBreakerMiddleware:
             raise
         if response.stream is not None:  # the outcome is known when the stream ends
             return self._at_stream_end(key, permit, response)
-        if memory is not None:
-            if memory.record_now(key, clock.now(), permit, False, config) is not None:
-                emit("breaker_state", "circuit_breaker", key=key, state="closed")
-        else:
-            await self._record(key, permit, False)
+        await self._record(key, permit, False)
         return response
 
     def _at_stream_end(self, key: str, permit: Permit, response: LLMResponse) -> LLMResponse:

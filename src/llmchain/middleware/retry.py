@@ -109,18 +109,18 @@ class RetryMiddleware:
         self._random = rng or random.random
         self._k = o.throttle_k
         self.throttle_store: ThrottleStore | None = None
-        self._memory_throttle: MemoryThrottleStore | None = None
+        #: a shared store's I/O is bounded by the call's deadline (memory answers at once)
+        self._shared = False
         if o.throttle_k is not None:
             self.throttle_store = open_throttle_store(o.store, share=o.share, url=o.store_address())
-            if isinstance(self.throttle_store, MemoryThrottleStore):
-                self._memory_throttle = self.throttle_store
+            self._shared = not isinstance(self.throttle_store, MemoryThrottleStore)
 
     @property
     def budget(self) -> RetryBudget | None:
         return self._budget
 
     async def handle(self, request: LLMRequest, call_next: Next) -> LLMResponse:
-        if self.throttle_store is not None and self._memory_throttle is None:
+        if self._shared:
             with store_deadline(request, self._clock):
                 return await self._handle(request, call_next)
         return await self._handle(request, call_next)
@@ -146,11 +146,6 @@ class RetryMiddleware:
         if self._k is None:
             return
         key = request.model or "default"
-        memory = self._memory_throttle
-        if memory is not None:
-            memory.throttle(key, self._k, self.options.throttle_window_s).record(
-                self._clock.now(), accepted)
-            return
         assert self.throttle_store is not None
         try:
             await self.throttle_store.record(key, self._clock.now(), accepted, self._k,
