@@ -1,4 +1,4 @@
-"""docs/stages.md is generated from the code and stays current (``python -m llmchain._docgen``)."""
+"""docs/stages.md is generated from the code and stays current (``python -m scripts.docgen``)."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel
+from scripts import docgen as _docgen
 
-from llmchain import _docgen
 from llmchain.plugins import Registered
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -39,7 +39,7 @@ def test_stages_md_is_regenerated_from_the_current_code() -> None:
         )
         raise AssertionError(
             "docs/stages.md is out of date with the stages' Options models or docs/stages/*.md.\n"
-            "Regenerate it with:  .venv/bin/python -m llmchain._docgen\n\n" + diff
+            "Regenerate it with:  python -m scripts.docgen\n\n" + diff
         )
 
 
@@ -55,7 +55,7 @@ def test_every_builtin_stage_has_handwritten_prose_and_no_page_is_orphaned() -> 
 def test_every_builtin_stage_has_a_placement_line() -> None:
     names = {r.name for r in builtins()}
     assert set(_docgen.PLACEMENT) == names, (
-        "llmchain._docgen.PLACEMENT must have exactly one line per built-in stage: "
+        "scripts/docgen.py PLACEMENT must have exactly one line per built-in stage: "
         f"missing {sorted(names - set(_docgen.PLACEMENT))}, stale {sorted(set(_docgen.PLACEMENT) - names)}"
     )
 

@@ -200,7 +200,7 @@ class Chain:
         self, prompt: Prompt, *, schema: type[M] | Mapping[str, Any], **params: Any
     ) -> Any:
         """Structured output: the answer validated into ``schema`` (a pydantic model or JSON Schema)."""
-        from ._structured import coerce_output, schema_for  # structured output only: not at import
+        from .structured._output import coerce_output, schema_for  # structured output only: not at import
 
         params.update(schema_for(schema))  # an InputTypeError for anything but a model or a dict
         response = await self._run(self._request(prompt, params))
@@ -208,7 +208,7 @@ class Chain:
 
     def complete_json(self, prompt: Prompt, *, schema: type[M] | Mapping[str, Any], **params: Any) -> Any:
         """Sync ``acomplete_json``."""
-        from ._structured import schema_for
+        from .structured._output import schema_for
 
         schema_for(schema)  # a wrong schema is said here, before the call is scheduled
         return LOOP.run(self.acomplete_json(prompt, schema=schema, **params))

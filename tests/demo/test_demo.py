@@ -17,10 +17,11 @@ from typing import Any
 
 import pytest
 
-from llmchain import _cli_demo, demo
+from llmchain import demo
 from llmchain._defaults import DEFAULT_STAGE_ORDER
-from llmchain._demo_report import _stage_notes, render_table, render_text, summarize, to_json
-from llmchain._demo_scenes import SCENES, select
+from llmchain.cli import _demo as _cli_demo
+from llmchain.demo._report import _stage_notes, render_table, render_text, summarize, to_json
+from llmchain.demo._scenes import SCENES, select
 
 # not an sk-... key: it must be masked because llmchain read it from the environment, not by pattern
 SECRET = "LLMCHAIN-DEMO-SECRET-5f1c9a7e"

@@ -15,7 +15,7 @@ from typing import Literal
 
 from pydantic import BaseModel
 
-from .testing._fault_plan import Fault, FaultLike, FaultPlan, PlanLike
+from ..testing._fault_plan import Fault, FaultLike, FaultPlan, PlanLike
 
 
 class Answer(BaseModel):
