@@ -30,6 +30,8 @@ from pydantic.fields import FieldInfo
 from llmchain._defaults import DEFAULT_STAGE_ORDER
 from llmchain.plugins import BUILTIN_PLUGINS, Registered, get_registry
 
+from . import errortree
+
 #: ``docs/`` of the checkout this script lives in (``scripts/docgen.py``).
 DOCS_DIR = Path(__file__).resolve().parents[1] / "docs"
 OUTPUT_NAME = "stages.md"
@@ -296,22 +298,24 @@ def render_stages_reference(docs_dir: Path = DOCS_DIR) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m scripts.docgen [--check] [--docs DIR]``: rewrite (or check) docs/stages.md."""
+    """``python -m scripts.docgen [--check] [--docs DIR]``: rewrite (or check) docs/stages.md and
+    the error tree in docs/errors.md."""
     parser = argparse.ArgumentParser(prog="python -m scripts.docgen", description=__doc__)
     parser.add_argument("--docs", type=Path, default=DOCS_DIR, help="the docs/ directory")
     parser.add_argument("--check", action="store_true", help="exit 1 if the file is out of date")
     args = parser.parse_args(argv)
     target = args.docs / OUTPUT_NAME
-    text = render_stages_reference(args.docs)
-    current = target.read_text(encoding="utf-8") if target.exists() else None
+    pages = [(target, target.read_text(encoding="utf-8") if target.exists() else None,
+              render_stages_reference(args.docs)), errortree.update(args.docs)]
+    stale = [path for path, current, text in pages if current != text]
     if args.check:
+        for path in stale:
+            print(f"{path} is out of date: run `{REGENERATE}`", file=sys.stderr)
+        return 1 if stale else 0
+    for path, current, text in pages:
         if current != text:
-            print(f"{target} is out of date: run `{REGENERATE}`", file=sys.stderr)
-            return 1
-        return 0
-    if current != text:
-        target.write_text(text, encoding="utf-8")
-        print(f"wrote {target}")
+            path.write_text(text, encoding="utf-8")
+            print(f"wrote {path}")
     return 0
 
 
