@@ -207,7 +207,7 @@ def test_chain_deadline_bounds_hangs_and_trickles(fault_server: FaultServer, fau
     t0 = time.monotonic()
     with pytest.raises(TimeoutExceeded) as info:
         chain.complete("hello")
-    assert time.monotonic() - t0 < 0.3 + 0.1
+    assert time.monotonic() - t0 < 0.3 + 1.5  # not the 5 s hang (a loaded machine needs the margin)
     assert info.value.phase == "deadline"
     assert [a.outcome for a in info.value.attempts] == ["timeout"]
     chain.close()
