@@ -61,7 +61,10 @@ class Workers:
 @pytest.fixture
 def workers(redis_url: str, prefix: str) -> Iterator[Workers]:
     env = {**os.environ, "REDIS_URL": with_query(redis_url, key_prefix=prefix),
-           "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(ROOT)])}
+           # this checkout first, then the test process's own path (e.g. the checkout's plugins), so the
+           # workers load the same code as the test, not another installed copy's plugins
+           "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(ROOT),
+                                          *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))])}
     pool = Workers(3, env)
     yield pool
     pool.close()
