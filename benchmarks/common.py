@@ -2,7 +2,7 @@
 interleaved rounds and medians, the chains and clients under test, and markdown output.
 
 The method (docs/benchmarks.md, "HTTP client choice"): the llmchain fault server runs in a
-separate process (``python -m llmchain._cli_serve``); every measurement is repeated in
+separate process (``python -m llmchain.cli._serve``); every measurement is repeated in
 interleaved rounds and the median reported, so a burst of load from elsewhere on the shared
 machine hits every contender alike; results are ratios against a baseline measured in the
 same run; CPU time of this process is reported next to wall time because it is steadier.
@@ -51,7 +51,7 @@ class Server:
         self.args = list(args)
         self._log = tempfile.TemporaryFile("w+")  # noqa: SIM115 - its stderr, read at stop()
         # SIGINT stops it with a summary; a shell's background job would pass it on ignored
-        self.proc = subprocess.Popen([sys.executable, "-m", "llmchain._cli_serve", *self.args],
+        self.proc = subprocess.Popen([sys.executable, "-m", "llmchain.cli._serve", *self.args],
                                      stdout=subprocess.PIPE, stderr=self._log, text=True,
                                      preexec_fn=_default_sigint)
         assert self.proc.stdout is not None

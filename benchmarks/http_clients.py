@@ -1,6 +1,6 @@
 """HTTP client choice: which client can drive a fast loopback LLM server without capping it?
 
-Starts the llmchain fault server in its own process (``python -m llmchain._cli_serve``), then
+Starts the llmchain fault server in its own process (``python -m llmchain.cli._serve``), then
 measures, in this one run and against that one server:
 
 * sequential cost per call: wall µs and CPU µs of this process (CPU time is steadier when the

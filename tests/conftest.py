@@ -6,9 +6,15 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 import llmchain.plugins
 from tests.core import stages as test_stages
+
+# Properties are about values, not speed: on a loaded 2-core machine an example can take longer
+# than hypothesis's 200 ms deadline, or generation look "too slow", and the test would flake.
+settings.register_profile("llmchain", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("llmchain")
 
 
 @pytest.fixture

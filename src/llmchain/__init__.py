@@ -38,6 +38,7 @@ from ._exceptions import (
 )
 from ._models import Attempt, CacheInfo, LLMRequest, LLMResponse, Message, Usage
 from ._order import OrderWarning
+from ._prices import PRICES_VERSION, PriceTable, set_prices
 from ._redact import register_pattern, register_secret
 from ._stage import StageBase, StageFunction, StageOptions
 from ._stream import (
@@ -59,8 +60,6 @@ from ._tools import Tool, ToolCall
 from ._types import Middleware, Next, Stage, StreamingStage, Transport
 from ._usage import UsageTotals
 from .hookspecs import hookimpl
-from .middleware._prices import PRICES_VERSION, PriceTable, set_prices
-from .stores._shared import SharedStateOptions
 
 __version__ = "0.1.0"
 
@@ -107,7 +106,6 @@ __all__ = [
     "Replaced",
     "ResponseStream",
     "ResponseTooLarge",
-    "SharedStateOptions",
     "Stage",
     "StageBase",
     "StageFunction",

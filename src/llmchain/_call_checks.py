@@ -10,14 +10,23 @@ the official SDKs use are accepted where they mean the same thing (``timeout=`` 
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ._exceptions import ConfigError, InputTypeError
-from .transports._http_options import check_request_id
+
+_REQUEST_ID = re.compile(r"^[\x21-\x7e]{1,200}$")  # printable ASCII, no space
 
 #: SDK spellings → llmchain's.
 ALIASES = {"timeout": "timeout_s"}
+
+
+def check_request_id(value: str, field: str = "request_id") -> None:
+    """A request id travels as a header: printable ASCII without spaces, at most 200 chars."""
+    if type(value) is not str or not _REQUEST_ID.match(value):
+        raise ConfigError(f"{field} {value!r} is not usable as a header value: use 1-200 "
+                          "printable ASCII characters without spaces, CR, LF or NUL")
 
 
 def check_params(params: dict[str, Any]) -> dict[str, Any]:

@@ -24,11 +24,11 @@ from ._exceptions import CallError, ConfigError, InputTypeError, LLMChainError
 from ._loop import LOOP
 from ._models import PLAIN_PARAMS, LLMRequest, LLMResponse, Message, copy_with, prompt_request
 from ._order import check_order, stage_roles
+from ._prices import PriceTable, default_prices
 from ._stage import stage_traits
 from ._types import Middleware, Transport
 from ._usage import UsageLedger, UsageTotals, account
 from ._wrap import wrap_foreign
-from .middleware._prices import PriceTable, default_prices
 from .plugins import building, get_registry
 
 if TYPE_CHECKING:
@@ -202,7 +202,7 @@ class Chain:
         self, prompt: Prompt, *, schema: type[M] | Mapping[str, Any], **params: Any
     ) -> Any:
         """Structured output: the answer validated into ``schema`` (a pydantic model or JSON Schema)."""
-        from ._structured import coerce_output, schema_for  # structured output only: not at import
+        from .structured._output import coerce_output, schema_for  # structured output only: not at import
 
         params.update(schema_for(schema))  # an InputTypeError for anything but a model or a dict
         response = await self._run(_whole(self._request(prompt, params)))
@@ -210,7 +210,7 @@ class Chain:
 
     def complete_json(self, prompt: Prompt, *, schema: type[M] | Mapping[str, Any], **params: Any) -> Any:
         """Sync ``acomplete_json``."""
-        from ._structured import schema_for
+        from .structured._output import schema_for
 
         schema_for(schema)  # a wrong schema is said here, before the call is scheduled
         return LOOP.run(self.acomplete_json(prompt, schema=schema, **params))

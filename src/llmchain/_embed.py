@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -24,8 +24,14 @@ from ._exceptions import CallError, ConfigError, EmbeddingFailed
 from ._models import LLMRequest, LLMResponse, Usage, copy_with, new_request_id
 from ._tokens import get_estimator
 
-if TYPE_CHECKING:
-    from ._chain import Chain
+
+class Runner(Protocol):
+    """What embedding uses of its ``Chain``: a protocol rather than an import, because the chain
+    imports this module (no import cycle)."""
+
+    def _deadline(self, timeout_s: float | None) -> dict[str, float]: ...
+
+    async def _run(self, request: LLMRequest) -> LLMResponse: ...
 
 Vector = tuple[float, ...]
 
@@ -87,7 +93,7 @@ class EmbeddingResult:
         return len(self.vectors)
 
 
-async def aembed(chain: Chain, texts: Sequence[str], options: EmbeddingOptions,
+async def aembed(chain: Runner, texts: Sequence[str], options: EmbeddingOptions,
                  params: dict[str, Any]) -> EmbeddingResult:
     if isinstance(texts, str):
         raise ConfigError("embed() takes a list of texts; wrap a single text in a list")

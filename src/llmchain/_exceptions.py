@@ -1,29 +1,7 @@
 """The one error tree every llmchain failure belongs to.
 
-::
-
-    LLMChainError                     retryable=False
-    ├── ConfigError                   build time: bad config file or options; bad call input
-    │   ├── InputTypeError            a call argument of the wrong type (also a TypeError)
-    │   └── UnsupportedContent        a part/message a transport (or input format) cannot carry
-    ├── PluginError                   build time: a plugin failed to load or register
-    └── CallError                     run time: .request_id, .attempts, .explain()
-        ├── TransportError            retryable: connect failures, resets
-        │   ├── TimeoutExceeded       .phase = "attempt" | "deadline"
-        │   └── CertificateError      TLS verification failed; not retryable
-        ├── ProviderError             .status_code, .body (trimmed); 5xx retryable
-        │   ├── RateLimited           429 or local limiter; .retry_after
-        │   └── ResponseTooLarge      an answer over a size cap; .cap; not retryable
-        ├── CircuitOpen               the breaker is failing fast
-        ├── CacheMiss                 only-if-cached was asked and nothing is cached
-        ├── StoreUnavailable          a shared store (Redis) is down and on_unavailable="fail"
-        ├── OutputError               the model answered but the answer is unusable
-        │   ├── ParseError            .raw_text, .position
-        │   └── OutputInvalid         .errors (from pydantic / JSON Schema)
-        ├── BudgetExceeded            a spend limit is used up; .budget, .spent, .limit, .resets_at
-        ├── EmbeddingFailed           some batches of an embed() failed; .failures, .vectors
-        ├── GaveUp                    retries / repair / budget exhausted; .errors, __cause__
-        └── StreamInterrupted         a stream failed after its first chunk; .partial_text, .error
+The tree is drawn in docs/errors.md, generated from these classes (``python -m scripts.docgen``;
+a test fails when the page and the code differ).
 
 Stages decide what to do by attributes (``retryable``, ``retry_after``), never by which stage
 raised. Foreign errors (httpx, aiohttp, pydantic, redis) are wrapped where first met; the

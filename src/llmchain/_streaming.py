@@ -18,23 +18,37 @@ import asyncio
 import contextlib
 from collections.abc import AsyncGenerator, AsyncIterator
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
+from ._clock import Clock
 from ._events import CallTrace, current_call
 from ._exceptions import CallError, LLMChainError
 from ._models import LLMRequest, LLMResponse, copy_with
+from ._prices import PriceTable
 from ._stream import Events, LLMStream, StreamEnd, StreamEvent, TextDelta, replay
 from ._usage import account
 from ._wrap import wrap_foreign
 
-if TYPE_CHECKING:
-    from ._chain import Chain
+
+class Runner(Protocol):
+    """What a stream uses of its ``Chain``: a protocol rather than an import, because the chain
+    imports this module (no import cycle)."""
+
+    @property
+    def clock(self) -> Clock: ...
+
+    prices: PriceTable
+
+    async def _run(self, request: LLMRequest) -> LLMResponse: ...
+
+    def _end(self, trace: CallTrace, start: float, error: BaseException | None,
+             response: LLMResponse | None = None, stream: bool = False) -> None: ...
 
 
 class ResponseStream:
     """Async iterator of an answer's text chunks; ``.response`` is set when it ends."""
 
-    def __init__(self, chain: Chain, request: LLMRequest) -> None:
+    def __init__(self, chain: Runner, request: LLMRequest) -> None:
         self.request = request
         self.response: LLMResponse | None = None
         self._chain = chain
@@ -140,7 +154,7 @@ class ResponseStream:
         return self._done
 
 
-def streamed_call(chain: Chain, request: LLMRequest, response: LLMResponse, trace: CallTrace,
+def streamed_call(chain: Runner, request: LLMRequest, response: LLMResponse, trace: CallTrace,
                   start: float) -> LLMResponse:
     """``Chain._run``'s end for a streamed call: the call ends with its stream (attempts,
     latency and ``call_end`` then; errors normalised as for ``complete()``)."""
@@ -152,7 +166,7 @@ def streamed_call(chain: Chain, request: LLMRequest, response: LLMResponse, trac
     return response
 
 
-async def _call_end(chain: Chain, events: Events, request: LLMRequest, trace: CallTrace,
+async def _call_end(chain: Runner, events: Events, request: LLMRequest, trace: CallTrace,
                     start: float) -> AsyncGenerator[StreamEvent, None]:
     done = False
     try:

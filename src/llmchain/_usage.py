@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from ._models import LLMResponse, Usage, copy_with
-from .middleware._prices import PRICES_VERSION, PriceTable
+from ._prices import PRICES_VERSION, PriceTable
 
 #: One billed answer: (model, input tokens, output tokens).
 Billed = tuple[str | None, int, int]

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from llmchain import _cli_batch
+from llmchain.cli import _batch as _cli_batch
 from tests.batch._util import assert_each_id_once, read_results, write_jsonl
 
 
@@ -79,8 +79,8 @@ def test_llmchain_batch_through_the_main_cli(
 ) -> None:
     from llmchain import cli
 
-    if "llmchain._cli_batch" not in cli.COMMAND_MODULES:  # until cli.py lists it
-        monkeypatch.setattr(cli, "COMMAND_MODULES", (*cli.COMMAND_MODULES, "llmchain._cli_batch"))
+    if "llmchain.cli._batch" not in cli.COMMAND_MODULES:  # until cli.py lists it
+        monkeypatch.setattr(cli, "COMMAND_MODULES", (*cli.COMMAND_MODULES, "llmchain.cli._batch"))
     inp = write_jsonl(tmp_path / "in.jsonl", [{"id": "a", "prompt": "x"}])
     out = tmp_path / "out.jsonl"
     assert cli.main(["batch", str(inp), str(out), "--config", config(tmp_path), "-q"]) == 0

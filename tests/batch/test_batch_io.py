@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from llmchain import Chain
-from llmchain._batch_io import (
+from llmchain.batch._io import (
     INVALID_INPUT,
     BatchError,
     Job,
@@ -18,7 +18,7 @@ from llmchain._batch_io import (
     key_of,
     parse_line,
 )
-from llmchain._batch_log import OutputLog
+from llmchain.batch._log import OutputLog
 
 BUILD = Chain().build_request
 

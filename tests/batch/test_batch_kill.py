@@ -26,7 +26,7 @@ def start(inp: Path, out: Path, cfg: Path, concurrency: int = 4) -> subprocess.P
     command = [
         sys.executable,
         "-m",
-        "llmchain._cli_batch",
+        "llmchain.cli._batch",
         str(inp),
         str(out),
         "--config",

@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 
 from llmchain import Chain, LLMRequest, LLMResponse, Next, ProviderError
-from llmchain._batch_progress import ProgressDisplay, format_progress
 from llmchain.batch import BatchError, BatchSummary, run_batch
+from llmchain.batch._progress import ProgressDisplay, format_progress
 from llmchain.testing import FakeClock, MockReply, MockTransport
 from tests.batch._util import (
     FakeCache,

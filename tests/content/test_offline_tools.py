@@ -7,7 +7,7 @@ import argparse
 import pytest
 
 from llmchain import Chain, ToolCall
-from llmchain._cli_serve import add_arguments, build_server
+from llmchain.cli._serve import add_arguments, build_server
 from llmchain.testing.fault_server import FaultServer
 from llmchain.transports.mock import MockTransport
 

@@ -8,7 +8,7 @@ import pytest
 from pydantic import BaseModel
 
 from llmchain import Chain
-from llmchain._structured import schema_for
+from llmchain.structured._output import schema_for
 from llmchain.testing.fault_server import FaultServer
 
 

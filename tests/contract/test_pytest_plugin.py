@@ -10,7 +10,7 @@ from pathlib import Path
 
 AUTHOR_TESTS = '''
 import pytest
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 
 from llmchain import ProviderError, RateLimited
 from llmchain.testing import strategies as lst
@@ -40,7 +40,7 @@ def test_fixtures_share_one_fake_clock(fake_clock, scripted_next, chain_factory)
     assert chain.clock is fake_clock and len(chain.transport.calls) == 1
 
 
-@settings(max_examples=10)
+@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(lst.outcomes(["success"]))
 def test_strategies_are_importable(outcome):
     assert lst.classify(outcome) == "success"

@@ -15,12 +15,12 @@ from llmchain import (
     LLMRequest,
     LLMResponse,
     Next,
-    SharedStateOptions,
     Stage,
     StageBase,
     StageOptions,
     hookimpl,
 )
+from llmchain.stores import SharedStateOptions
 from llmchain.testing.contract import check_middleware
 
 

@@ -19,9 +19,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from llmchain import Chain, LLMRequest, LLMResponse, PartialObject, TextDelta
-from llmchain._partial_json import partial_json
 from llmchain._text_buffer import TextBuffer
 from llmchain.middleware import parse as parse_module
+from llmchain.structured._partial_json import partial_json
 
 CPYTHON = pytest.mark.skipif(sys.implementation.name != "cpython",
                              reason="the in-place growth of a string is CPython's")

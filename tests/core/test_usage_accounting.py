@@ -30,7 +30,7 @@ def _chain(*replies: Any, stages: list[Any] | None = None, cycle: bool = False, 
 
 
 def _structured(chain: Chain) -> Any:
-    from llmchain._structured import schema_for
+    from llmchain.structured._output import schema_for
     return chain.complete("q", **schema_for(SCHEMA))
 
 
@@ -84,7 +84,7 @@ def test_a_cache_hit_costs_nothing_and_bills_nothing() -> None:
 
 
 def test_the_price_table_is_versioned_and_overridable() -> None:
-    saved = llmchain.middleware._prices.default_prices()
+    saved = llmchain._prices.default_prices()
     try:
         table = set_prices({"gpt-4o-mini": (1.0, 2.0)})
         assert table.version == f"{llmchain.PRICES_VERSION}+overrides"
@@ -96,5 +96,5 @@ def test_the_price_table_is_versioned_and_overridable() -> None:
         only = set_prices({"my-model": (1.0, 1.0)}, replace=True)
         assert only.price("gpt-4o") is None and only.price("my-model") == (1.0, 1.0)
     finally:
-        llmchain.middleware._prices._default = saved
+        llmchain._prices._default = saved
     assert Usage().billed_total_tokens == 0

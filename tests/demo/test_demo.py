@@ -17,10 +17,11 @@ from typing import Any
 
 import pytest
 
-from llmchain import _cli_demo, demo
+from llmchain import demo
 from llmchain._defaults import DEFAULT_STAGE_ORDER
-from llmchain._demo_report import _stage_notes, render_table, render_text, summarize, to_json
-from llmchain._demo_scenes import SCENES, select
+from llmchain.cli import _demo as _cli_demo
+from llmchain.demo._report import _stage_notes, render_table, render_text, summarize, to_json
+from llmchain.demo._scenes import SCENES, select
 
 # not an sk-... key: it must be masked because llmchain read it from the environment, not by pattern
 SECRET = "LLMCHAIN-DEMO-SECRET-5f1c9a7e"
@@ -66,8 +67,9 @@ def test_every_default_stage_earned_its_place(run: tuple[demo.DemoResult, str]) 
     # rate_limit: the 429s paused everyone; three callers waited the pause out; limit learned
     assert s["http_429"] == 4 and s["provider_pauses"] == 4 and s["limiter_waits"] == 3
     assert s["learned_rpm"] == 60
-    # timeout: three attempts cut against the hanging server, one call ended at its deadline
-    assert s["attempts_timed_out"] == 3 and s["deadline_errors"] == 1
+    # timeout: attempts cut against the hanging server (one, then one or two before the 0.5 s
+    # deadline: a loaded machine fits only one), one call ended at its deadline
+    assert s["attempts_timed_out"] in (2, 3) and s["deadline_errors"] == 1
     assert s["log_summary_lines"] == len(result.rows)
     notes = dict(_stage_notes(s, result))
     assert list(notes) == list(DEFAULT_STAGE_ORDER)
@@ -85,7 +87,8 @@ def test_rows_say_what_happened(run: tuple[demo.DemoResult, str]) -> None:
     assert by_prompt["Name a moon"].limiter_s > 0.3 and not by_prompt["Name a moon"].backoff_s
     hung = by_prompt["Anyone there?"]
     assert hung.outcome == "TimeoutExceeded" and hung.detail == "deadline"
-    assert hung.latency_s < 0.5 + 0.25  # its deadline was 0.5 s: the client does not hang
+    # its deadline was 0.5 s: the client does not wait for the 10 s hang (margin for a loaded machine)
+    assert hung.latency_s < 0.5 + 2.0
     bad = by_prompt["Send a bad request"]
     assert (bad.outcome, bad.detail, len(bad.attempts)) == ("ProviderError", "400", 1)
     assert by_prompt["Third answer, JSON"].repaired == "gave up"

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from llmchain import _cli_serve
+from llmchain.cli import _serve as _cli_serve
 from llmchain.testing.fault_server import FaultServer
 
 ROOT = Path(__file__).resolve().parents[2]

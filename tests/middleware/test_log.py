@@ -13,7 +13,7 @@ import pytest
 
 from llmchain import Chain, LLMRequest, LLMResponse, Next, RateLimited, Usage, emit
 from llmchain._events import current_call
-from llmchain.middleware._prices import PRICES, PriceTable
+from llmchain._prices import PRICES, PriceTable
 from llmchain.middleware.cache import CacheMiddleware
 from llmchain.middleware.log import LogMiddleware, json_formatter, setup_json_logging
 from llmchain.testing import FakeClock, MockReply, MockTransport
@@ -193,12 +193,15 @@ def test_the_observer_is_removed_after_the_call_even_on_failure(capture: Capture
 
 def test_a_cancelled_call_is_logged_as_cancelled(capture: Capture) -> None:
     async def main() -> None:
+        inside = asyncio.Event()
+
         async def hang(_: LLMRequest) -> LLMResponse:
+            inside.set()
             await asyncio.sleep(3600)
             raise AssertionError
 
         task = asyncio.create_task(log_stage().handle(LLMRequest(messages=()), hang))
-        await asyncio.sleep(0.01)
+        await inside.wait()  # the call is in flight
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from llmchain import Chain, ConfigError, LLMResponse, ParseError
-from llmchain._json_extract import MAX_CANDIDATES, balanced_end, extract_json
-from llmchain._structured import response_of
 from llmchain.middleware.parse import ParseMiddleware
+from llmchain.structured._json_extract import MAX_CANDIDATES, balanced_end, extract_json
+from llmchain.structured._output import response_of
 from llmchain.testing import MockTransport
 from tests.structured.helpers import PERSON_SCHEMA, Person, Script, answer, request, run
 

@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 
 from llmchain import Chain, ConfigError, LLMRequest, LLMResponse, OutputInvalid, ParseError
-from llmchain._schema import schema_for_json, schema_for_type
-from llmchain._structured import coerce_output, schema_for, schema_of
 from llmchain.middleware.validate import ValidateMiddleware
+from llmchain.structured._output import coerce_output, schema_for, schema_of
+from llmchain.structured._schema import schema_for_json, schema_for_type
 from llmchain.testing import MockTransport
 from tests.structured.helpers import (
     PERSON_SCHEMA,

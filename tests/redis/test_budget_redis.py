@@ -29,7 +29,9 @@ def workers(redis_url: str, prefix: str) -> Iterator[Workers]:
 
 
 def test_a_hundred_concurrent_reservations_never_pass_the_limit(redis_url: str, prefix: str) -> None:
-    store = RedisSpendStore(with_query(redis_url, key_prefix=prefix), "t")
+    # a generous op timeout: on a loaded machine 100 concurrent scripts can take more than the
+    # default 0.25 s, and the store would fall back to in-process state (not what this tests)
+    store = RedisSpendStore(with_query(redis_url, key_prefix=prefix, op_timeout_s="10"), "t")
 
     async def run() -> list[bool]:
         outcomes = await asyncio.gather(*(store.reserve([Entry("k", 7, 100, 60), Entry("g", 1, 1000, 60)], 0.0)

@@ -110,6 +110,25 @@ def _worker(settings: RedisSettings, monkeypatch: pytest.MonkeyPatch, *replies: 
     return Chain([_cache(settings, monkeypatch, **options)], transport), transport
 
 
+class _Calls(list[Any]):
+    """A transport's call list that sets an event when a call arrives."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.arrived = asyncio.Event()
+
+    def append(self, item: Any) -> None:
+        super().append(item)
+        self.arrived.set()
+
+
+async def _calling(transport: MockTransport) -> None:
+    """Until ``transport`` has received its call: then its worker holds the lease (no real sleep)."""
+    if not isinstance(transport.calls, _Calls):
+        transport.calls = _Calls()
+    await transport.calls.arrived.wait()
+
+
 def test_identical_calls_in_two_processes_make_one_provider_call(
         settings: RedisSettings, monkeypatch: pytest.MonkeyPatch) -> None:
     events: list[Event] = []
@@ -118,7 +137,7 @@ def test_identical_calls_in_two_processes_make_one_provider_call(
 
     async def run() -> None:
         first = asyncio.create_task(a.acomplete("same question"))
-        await asyncio.sleep(0.05)  # a holds the lease and is calling
+        await _calling(ta)  # a holds the lease and is calling
         second = await b.acomplete("same question")
         assert (await first).text == second.text == "same question"
         assert second.cache is not None and second.cache.status == "hit"
@@ -139,7 +158,8 @@ def test_a_dead_holder_loses_its_lease_and_a_waiter_calls_itself(
     client.set(f"{settings.key_prefix}:sf:{{{key}}}", "a-dead-worker", px=300)
     t0 = time.monotonic()
     assert chain.complete("orphaned").text == "orphaned"
-    assert 0.25 < time.monotonic() - t0 < 1.0 and len(transport.calls) == 1
+    # not before the lease ran out (300 ms), and without waiting for the call's deadline
+    assert 0.25 < time.monotonic() - t0 < 10.0 and len(transport.calls) == 1
     client.close()
 
 
@@ -155,7 +175,7 @@ def test_a_failed_holder_is_not_copied_the_waiter_calls_itself(
 
     async def run() -> None:
         first = asyncio.create_task(a.acomplete("q"))
-        await asyncio.sleep(0.05)
+        await _calling(ta)
         assert (await b.acomplete("q")).text == "q"  # after a's failure, b made its own call
         with pytest.raises(Exception, match="mock"):
             await first
@@ -166,15 +186,15 @@ def test_a_failed_holder_is_not_copied_the_waiter_calls_itself(
 
 def test_a_waiter_never_waits_past_its_own_deadline(
         settings: RedisSettings, monkeypatch: pytest.MonkeyPatch) -> None:
-    (a, _), (b, tb) = _worker(settings, monkeypatch, latency_s=0.5), _worker(settings, monkeypatch)
+    (a, ta), (b, tb) = _worker(settings, monkeypatch, latency_s=2.0), _worker(settings, monkeypatch)
 
     async def run() -> None:
         first = asyncio.create_task(a.acomplete("slow"))
-        await asyncio.sleep(0.05)
-        t0 = time.monotonic()
+        await _calling(ta)
         with pytest.raises(TimeoutExceeded) as info:
             await b.acomplete("slow", timeout_s=0.2)
-        assert info.value.phase == "deadline" and time.monotonic() - t0 < 0.2 + 0.05
+        # b gave up at its deadline, while the holder's call was still running
+        assert info.value.phase == "deadline" and not first.done()
         await first
 
     asyncio.run(run())
@@ -188,7 +208,7 @@ def test_the_holder_renews_its_lease_while_its_call_runs(
 
     async def run() -> None:
         first = asyncio.create_task(a.acomplete("long"))
-        await asyncio.sleep(0.05)
+        await _calling(ta)
         await asyncio.gather(first, b.acomplete("long"))
 
     asyncio.run(run())

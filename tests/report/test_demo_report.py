@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from llmchain import demo
-from llmchain._demo_report import summarize
+from llmchain.demo._report import summarize
 from llmchain.report import figures, read_logs, render_text
 from llmchain.report._html import CHART_IDS
 

@@ -17,7 +17,6 @@ import subprocess
 import sys
 import tempfile
 import textwrap
-import time
 from pathlib import Path
 
 import pytest
@@ -161,6 +160,8 @@ WORKER = textwrap.dedent("""
                 json.loads(entry.value)
             if n == 20:
                 print("ready", flush=True)
+            elif n % 20 == 0:  # progress, so a test can act mid-run without a real-time sleep
+                print("wrote", flush=True)
         await store.aclose()
 
     asyncio.run(main(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])))
@@ -203,7 +204,10 @@ def test_kill_9_mid_write_leaves_no_torn_entry(tmp_path: Path) -> None:
         for proc in procs:
             assert proc.stdout is not None
             assert proc.stdout.readline().strip() == "ready", proc.stderr.read() if proc.stderr else ""
-        time.sleep(0.05 * (round_ + 1))  # let them get well into writing
+        for proc in procs:  # let them get well into writing: 20 more writes per round
+            assert proc.stdout is not None
+            for _ in range(round_ + 1):
+                assert proc.stdout.readline().strip() == "wrote"
         for proc in procs:
             os.kill(proc.pid, signal.SIGKILL)
             proc.wait(timeout=10)

@@ -17,8 +17,8 @@ import json_repair
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from llmchain._json_fix import Repaired, repair_json_text, repair_region
-from llmchain._schema import SchemaMismatch, schema_for_type
+from llmchain.structured._json_fix import Repaired, repair_json_text, repair_region
+from llmchain.structured._schema import SchemaMismatch, schema_for_type
 
 from .jsondamage import TEXT_ALPHABET, Damage, Order, dump, orders
 

@@ -11,11 +11,11 @@ from __future__ import annotations
 from hypothesis import given, settings
 
 from llmchain import LLMResponse
-from llmchain._json_fix import repair_json_text
-from llmchain._schema import schema_for_type
 from llmchain.middleware.parse import ParseMiddleware
 from llmchain.middleware.repair import RepairMiddleware
 from llmchain.middleware.validate import ValidateMiddleware
+from llmchain.structured._json_fix import repair_json_text
+from llmchain.structured._schema import schema_for_type
 
 from .helpers import Script, request, run
 from .jsondamage import Damage, Order, damages, dump, orders

@@ -9,11 +9,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from llmchain import LLMRequest, LLMResponse
-from llmchain._json_extract import extract_json
-from llmchain._json_fix import repair_json_text
 from llmchain.middleware.parse import ParseMiddleware
 from llmchain.middleware.repair import RepairMiddleware
 from llmchain.middleware.validate import ValidateMiddleware
+from llmchain.structured._json_extract import extract_json
+from llmchain.structured._json_fix import repair_json_text
 
 from .helpers import Script, request, run
 from .jsondamage import PROSE_AFTER, PROSE_BEFORE

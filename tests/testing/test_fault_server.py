@@ -15,7 +15,7 @@ import httpx
 import jsonschema
 import pytest
 
-from llmchain._cli_serve import build_server, register
+from llmchain.cli._serve import build_server, register
 from llmchain.testing.fault_server import Fault, FaultServer
 
 pytest_plugins = ["llmchain.testing.fixtures"]
@@ -302,7 +302,7 @@ def test_serve_mock_serves_the_hostile_faults() -> None:
 
 
 def test_serve_mock_runs_in_the_foreground() -> None:
-    proc = subprocess.Popen([sys.executable, "-m", "llmchain._cli_serve", "--script", "503"],
+    proc = subprocess.Popen([sys.executable, "-m", "llmchain.cli._serve", "--script", "503"],
                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     try:
         assert proc.stdout is not None

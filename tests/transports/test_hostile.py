@@ -13,6 +13,7 @@ import pytest
 
 from llmchain import Chain, LLMResponse, ProviderError, ResponseTooLarge, TransportError
 from llmchain.testing.fault_server import Fault, FaultServer
+from tests._wait import until
 
 from .helpers import (
     ENGINE,
@@ -132,10 +133,8 @@ def test_a_stream_held_open_after_its_end_is_closed_when_the_reader_stops(fault_
                 seen += piece
                 if b"[DONE]" in seen:
                     break  # the marker: the transport stops reading here
-        for _ in range(200):  # the engine closed the connection: the server sees it go
-            if fault_server.open_connections == 0:
-                break
-            await asyncio.sleep(0.005)
+        # the engine closed the connection: the server sees it go
+        await until(lambda: fault_server.open_connections == 0, "the server saw the connection close")
         await t.aclose()
         return seen
 

@@ -18,6 +18,7 @@ from llmchain.plugins import get_registry
 from llmchain.testing.fault_server import Fault, FaultServer
 from llmchain.transports.anthropic import AnthropicTransport
 from llmchain.transports.openai import OpenAITransport
+from tests._wait import until
 
 from .helpers import (
     ENGINE,
@@ -185,7 +186,7 @@ def test_cancel_while_waiting_releases_the_request(fault_server: FaultServer) ->
 
     async def main() -> float:
         task = asyncio.create_task(t.send(ask()))
-        await asyncio.sleep(0.1)
+        await until(lambda: fault_server.request_count >= 1, "the request reached the server")
         t0 = time.monotonic()
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
@@ -195,7 +196,7 @@ def test_cancel_while_waiting_releases_the_request(fault_server: FaultServer) ->
         await t.aclose()
         return elapsed
 
-    assert asyncio.run(main()) < 0.1
+    assert asyncio.run(main()) < 5.0  # at once, not when the 10 s hang ends (no tighter bound: load)
 
 
 @pytest.mark.parametrize("fault", [Fault("hang_before_headers", hang_s=5), Fault("hang_after_headers", hang_s=5),
@@ -206,7 +207,7 @@ def test_chain_deadline_bounds_hangs_and_trickles(fault_server: FaultServer, fau
     t0 = time.monotonic()
     with pytest.raises(TimeoutExceeded) as info:
         chain.complete("hello")
-    assert time.monotonic() - t0 < 0.3 + 0.1
+    assert time.monotonic() - t0 < 0.3 + 1.5  # not the 5 s hang (a loaded machine needs the margin)
     assert info.value.phase == "deadline"
     assert [a.outcome for a in info.value.attempts] == ["timeout"]
     chain.close()

@@ -191,12 +191,14 @@ def test_cancelling_the_consumer_stops_the_stream(make_fault_server: Any) -> Non
         async with chain_for(server) as chain:
             stream = chain.astream(PROMPT)
 
+            first = asyncio.Event()
+
             async def consume() -> None:
                 async for _ in stream:
-                    pass
+                    first.set()
 
             task = asyncio.create_task(consume())
-            await asyncio.sleep(0.1)
+            await first.wait()  # mid-stream: the next chunk is 0.2 s away
             task.cancel()
             with pytest.raises(asyncio.CancelledError):
                 await task

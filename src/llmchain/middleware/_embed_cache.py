@@ -8,7 +8,7 @@ the request. Identical texts within a request are sent once. Single-flight does 
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from .._events import emit
 from .._exceptions import CacheMiss, ProviderError
@@ -17,9 +17,27 @@ from .._types import Next
 from ._cache_key import cache_key
 
 if TYPE_CHECKING:
-    from .cache import CacheMiddleware
+    from ..stores.cache_base import CacheEntry
 
 Vector = tuple[float, ...]
+
+
+
+class _Namespaced(Protocol):
+    @property
+    def namespace(self) -> str: ...
+
+
+class EmbedCache(Protocol):
+    """What this module uses of the cache stage (``CacheMiddleware``): a protocol rather than an
+    import, because the stage imports this module (no import cycle)."""
+
+    @property
+    def options(self) -> _Namespaced: ...
+
+    async def _get(self, key: str, request: LLMRequest) -> CacheEntry | None: ...
+
+    async def _put(self, key: str, request: LLMRequest, value: str | None, reason: str | None) -> None: ...
 
 
 def _decode(value: str) -> Vector | None:
@@ -31,7 +49,7 @@ def _decode(value: str) -> Vector | None:
         return None
 
 
-async def embed_with_cache(cache: CacheMiddleware, request: LLMRequest, call_next: Next,
+async def embed_with_cache(cache: EmbedCache, request: LLMRequest, call_next: Next,
                            mode: str) -> LLMResponse:
     texts = request.embed_input or ()
     namespace = cache.options.namespace

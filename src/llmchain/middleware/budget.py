@@ -32,6 +32,7 @@ from .._clock import REAL_CLOCK, Clock
 from .._events import emit
 from .._exceptions import BudgetExceeded, ConfigError, TimeoutExceeded
 from .._models import LLMRequest, LLMResponse, copy_with
+from .._prices import PriceTable
 from .._stage import StageOptions
 from .._tokens import get_estimator
 from .._types import Next
@@ -40,7 +41,6 @@ from ..policies.spend import MICRO, Entry, SpendLimit, Unit, Window
 from ..stores._shared import SharedStateOptions, store_deadline
 from ..stores.base import open_store
 from ..stores.spend import MemorySpendStore, SpendStore
-from ._prices import PriceTable
 
 logger = logging.getLogger("llmchain.budget")
 TRANSPORT_METADATA_KEY = "llmchain.transport"

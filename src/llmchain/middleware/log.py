@@ -34,6 +34,7 @@ from .._content import describe_message
 from .._events import CallTrace, Event, current_call
 from .._exceptions import CallError, GaveUp, OutputError, TimeoutExceeded
 from .._models import LLMRequest, LLMResponse, copy_with
+from .._prices import PriceTable
 from .._redact import (
     LOG_RECORD_ATTRS,
     PRE_REDACTED,
@@ -48,7 +49,6 @@ from .._stage import StageOptions
 from .._stream import at_end, on_final
 from .._types import Next
 from ..hookspecs import hookimpl
-from ._prices import PriceTable
 
 Level = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
 _QUIET_EVENTS = frozenset({"call_start", "call_end"})  # the summary line covers these

@@ -16,15 +16,15 @@ from pydantic import Field
 
 from .._clock import REAL_CLOCK, Clock
 from .._exceptions import ParseError
-from .._json_extract import extract_json
 from .._models import LLMRequest, LLMResponse, copy_with
-from .._partial_json import partial_json
 from .._stage import StageOptions
 from .._stream import Events, PartialObject, StreamEnd, StreamEvent, TextDelta
-from .._structured import expected_kind, remember
 from .._text_buffer import TextBuffer
 from .._types import Next
 from ..hookspecs import hookimpl
+from ..structured._json_extract import extract_json
+from ..structured._output import expected_kind, remember
+from ..structured._partial_json import partial_json
 
 TRUNCATED_HINT = (
     "the answer was cut off at max_tokens (finish_reason=length): raise max_tokens or ask for "

@@ -29,16 +29,21 @@ from .._clock import REAL_CLOCK, Clock, time_left
 from .._content import content_chars
 from .._events import emit
 from .._exceptions import ConfigError, GaveUp, OutputError, OutputInvalid, ParseError
-from .._json_fix import json_repair_available, repair_json_text, repair_region
 from .._models import LLMRequest, LLMResponse, Message, copy_with
 from .._redact import trim
-from .._schema import OutputSchema, SchemaMismatch
 from .._stage import StageOptions
 from .._stream import Events, Replaced, StreamEnd, StreamEvent
-from .._structured import expected_kind, invalid_error, resolve_schema, response_of, schema_of
-from .._tool_check import STRUCTURED_NOTE, structured_reask_messages, tool_errors, tool_reask_messages
 from .._types import Next
 from ..hookspecs import hookimpl
+from ..structured._json_fix import json_repair_available, repair_json_text, repair_region
+from ..structured._output import expected_kind, invalid_error, resolve_schema, response_of, schema_of
+from ..structured._schema import OutputSchema, SchemaMismatch
+from ..structured._tool_check import (
+    STRUCTURED_NOTE,
+    structured_reask_messages,
+    tool_errors,
+    tool_reask_messages,
+)
 
 #: Violations listed in a re-ask message; beyond this the model gets a count.
 MAX_LISTED_ERRORS = 20

@@ -21,21 +21,21 @@ from pydantic import Field, field_serializer, field_validator, model_validator
 
 from .._clock import REAL_CLOCK, Clock
 from .._exceptions import ConfigError, OutputError
-from .._json_extract import extract_json
 from .._models import LLMRequest, LLMResponse, copy_with
-from .._schema import (
+from .._stage import StageOptions
+from .._stream import at_end, on_final
+from .._types import Next
+from ..hookspecs import hookimpl
+from ..structured._json_extract import extract_json
+from ..structured._output import check_value, remember, resolve_schema
+from ..structured._schema import (
     OutputSchema,
     import_object,
     load_schema_file,
     schema_for_json,
     schema_for_type,
 )
-from .._stage import StageOptions
-from .._stream import at_end, on_final
-from .._structured import check_value, remember, resolve_schema
-from .._tool_check import check_tool_calls
-from .._types import Next
-from ..hookspecs import hookimpl
+from ..structured._tool_check import check_tool_calls
 
 
 class ValidateMiddleware:

@@ -1,4 +1,4 @@
-"""The interface every cache store implements (memory, SQLite; Redis comes later).
+"""The interface every cache store implements (memory, SQLite, Redis).
 
 A cache store maps a key (the hex digest the cache stage computes) to a JSON text value with
 a creation time and an optional expiry. The interface is async because network stores

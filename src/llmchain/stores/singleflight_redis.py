@@ -23,18 +23,30 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from .._clock import Clock, time_left
 from .._events import emit
 from .._exceptions import StoreUnavailable, TimeoutExceeded
 from .._models import LLMRequest
-from ._redis_common import LOCAL, Script
+from ._redis_common import LOCAL, RedisGuard, RedisSettings, Script
 from ._shared import store_deadline
 from .cache_base import CacheEntry
 
-if TYPE_CHECKING:
-    from .cache_redis import RedisCacheStore
+
+class LeasedStore(Protocol):
+    """What the single-flight needs of its cache store (``RedisCacheStore``). A protocol rather
+    than an import, so the store can own its single-flight without an import cycle."""
+
+    settings: RedisSettings
+    guard: RedisGuard
+
+    def entry_key(self, key: str) -> str: ...
+
+    def lease_key(self, key: str) -> str: ...
+
+    def decode(self, raw: str, key: str) -> CacheEntry | None: ...
+
 
 #: KEYS: lease, entry. ARGV: token, lease_ms. Returns {"entry", text} | {"lease"} | {"wait"}.
 _CLAIM = Script("""
@@ -73,7 +85,7 @@ class Lease:
 class RedisSingleFlight:
     """The cross-process single-flight of one ``RedisCacheStore`` (see the module docstring)."""
 
-    def __init__(self, store: RedisCacheStore) -> None:
+    def __init__(self, store: LeasedStore) -> None:
         self._store = store
         self.lease_s = store.settings.lease_s
         self._lease_ms = max(1, round(self.lease_s * 1000))

@@ -1,8 +1,8 @@
 """Hypothesis strategies for llmchain values: requests, responses, outcomes and fault plans.
 
 ``rich_messages(provider)``, ``images()``, ``documents()``, ``tool_calls()`` and ``tools()``
-cover content parts and tools. Needs ``hypothesis`` (a test dependency): import this module
-explicitly, ``llmchain.testing`` does not. Outcomes are ready to script into a
+cover content parts and tools. Needs ``hypothesis`` (``pip install llmchain[testing]``): import
+this module explicitly, ``llmchain.testing`` does not. Outcomes are ready to script into a
 ``ScriptedNext`` or ``MockTransport``::
 
     from llmchain.testing import strategies as lst

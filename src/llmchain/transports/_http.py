@@ -20,6 +20,7 @@ from collections.abc import AsyncIterator, Mapping
 from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
+from .._call_checks import check_request_id
 from .._clock import REAL_CLOCK, Clock
 from .._exceptions import ConfigError, ProviderError, TransportError
 from .._models import LLMRequest, LLMResponse
@@ -27,7 +28,7 @@ from .._redact import mask, register_secret
 from .._text_buffer import TextBuffer
 from ._bounds import ACCEPT_ENCODING, Caps
 from ._http_errors import error_from_event, error_from_status, malformed
-from ._http_options import HTTPOptions, check_header_name, check_header_value, check_request_id
+from ._http_options import HTTPOptions, check_header_name, check_header_value
 from ._sessions import Engine, SessionPool
 from ._sse import SSEDecoder
 from ._tls import ssl_context

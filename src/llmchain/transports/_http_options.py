@@ -20,7 +20,6 @@ from .._redact import SECRET_HEADERS
 #: RFC 9110 token characters: what a header name may be made of.
 _TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
 _CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")  # CR, LF, NUL and other controls (not tab)
-_REQUEST_ID = re.compile(r"^[\x21-\x7e]{1,200}$")  # printable ASCII, no space
 
 KIB, MIB = 1024, 1024 * 1024
 
@@ -35,13 +34,6 @@ def check_header_value(value: str, field: str) -> None:
     if _CONTROL.search(value):
         raise ConfigError(f"{field}: the value contains a control character (CR, LF or NUL), "
                           "which would split the HTTP request; remove it")
-
-
-def check_request_id(value: str, field: str = "request_id") -> None:
-    """A request id travels as a header: printable ASCII without spaces, at most 200 chars."""
-    if type(value) is not str or not _REQUEST_ID.match(value):
-        raise ConfigError(f"{field} {value!r} is not usable as a header value: use 1-200 "
-                          "printable ASCII characters without spaces, CR, LF or NUL")
 
 
 def check_base_url(url: str, field: str = "base_url") -> str:

@@ -11,10 +11,10 @@ import contextlib
 import shutil
 from typing import TYPE_CHECKING, TextIO
 
-from ._clock import Clock
+from .._clock import Clock
 
 if TYPE_CHECKING:
-    from .batch import BatchSummary
+    from ._summary import BatchSummary
 
 TTY_INTERVAL_S = 0.1
 PLAIN_INTERVAL_S = 5.0

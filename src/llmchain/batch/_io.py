@@ -1,7 +1,7 @@
 """Batch records: input lines parsed into requests or problems, results rendered as lines.
 
 A record's key is its id (``json.dumps(id)``, so ``5`` and ``"5"`` differ), or ``line:N`` for
-an output record without id (an unparsable line, a duplicate id). ``_batch_log`` keeps the
+an output record without id (an unparsable line, a duplicate id). ``_log`` keeps the
 output file exactly-once by these keys.
 """
 
@@ -16,9 +16,9 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from ._exceptions import CallError, ConfigError
-from ._models import LLMRequest, Message
-from ._redact import redact, trim
+from .._exceptions import CallError, ConfigError
+from .._models import LLMRequest, Message
+from .._redact import redact, trim
 
 RecordId = str | int
 INVALID_INPUT = "InvalidInput"

@@ -70,8 +70,8 @@ def register(subparsers: Any) -> None:
 
 def run_command(args: argparse.Namespace) -> int:
     """Run the batch described by parsed ``args``; returns the exit code."""
-    from ._chain import Chain
-    from ._defaults import find_config
+    from .._chain import Chain
+    from .._defaults import find_config
 
     chain = Chain.from_config(find_config(args.config))  # ConfigError: the caller maps it to 2
     try:
@@ -81,7 +81,7 @@ def run_command(args: argparse.Namespace) -> int:
 
 
 async def _run(args: argparse.Namespace, chain: Any) -> int:
-    from .batch import run_batch
+    from ..batch import run_batch
 
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
@@ -127,8 +127,8 @@ async def _run(args: argparse.Namespace, chain: Any) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m llmchain._cli_batch INPUT OUTPUT [...]``: the subcommand on its own."""
-    from ._exceptions import ConfigError, PluginError
+    """``python -m llmchain.cli._batch INPUT OUTPUT [...]``: the subcommand on its own."""
+    from .._exceptions import ConfigError, PluginError
 
     parser = argparse.ArgumentParser(
         prog="llmchain batch", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter

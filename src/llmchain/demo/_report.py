@@ -11,7 +11,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from .demo import SETTINGS, STAGE_OPTIONS, DemoResult, Row, attempt_label
+from . import SETTINGS, STAGE_OPTIONS, DemoResult, Row, attempt_label
 
 #: (name, width); "backoff" (retry waits) and "limiter" (rate-limit waits) are the waits, in seconds
 COLUMNS = (("#", 3), ("id", 8), ("prompt", 18), ("outcome", 26), ("attempts", 18), ("backoff", 7),

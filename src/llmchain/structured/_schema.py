@@ -16,7 +16,7 @@ from typing import Any
 
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
-from ._exceptions import ConfigError
+from .._exceptions import ConfigError
 
 #: Compiled schemas kept per cache; beyond this the cache starts over (schemas are few).
 CACHE_SIZE = 256

@@ -8,7 +8,7 @@ protocol-correct LLM server::
     llmchain serve-mock --tool-calls '[{"name": "get_weather", "arguments": {"city": "Paris"}}]'
     llmchain serve-mock --default gzip_bomb          # a hostile server (docs/transports.md)
 
-``python -m llmchain._cli_serve`` works too (same options).
+``python -m llmchain.cli._serve`` works too (same options).
 """
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ import json
 import sys
 from typing import Any
 
-from .testing._fault_plan import FaultPlan
-from .testing.fault_server import FaultServer
+from ..testing._fault_plan import FaultPlan
+from ..testing.fault_server import FaultServer
 
 DESCRIPTION = (
     "Run a real HTTP/1.1 LLM server on this machine that speaks the OpenAI Chat Completions and "

@@ -2,7 +2,7 @@
 
 Exit codes: 0 the demo ran as designed (its failing requests failed on purpose, as expected),
 1 something did not go as designed (listed at the end), 2 usage error.
-``python -m llmchain._cli_demo`` works too (same options).
+``python -m llmchain.cli._demo`` works too (same options).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from ._demo_scenes import SCENE_NAMES, SCENES
+from ..demo._scenes import SCENE_NAMES, SCENES
 
 EXIT_NOT_AS_DESIGNED = 1
 
@@ -52,8 +52,8 @@ def register(subparsers: Any) -> None:
 
 def run_command(args: argparse.Namespace) -> int:
     """Run the demo the parsed ``args`` describe; returns the exit code."""
-    from ._demo_report import render_text, to_json
-    from .demo import run_demo
+    from ..demo import run_demo
+    from ..demo._report import render_text, to_json
 
     result = run_demo(seed=args.seed, only=args.only, log_path=args.log)
     if args.json:
@@ -64,7 +64,7 @@ def run_command(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m llmchain._cli_demo [...]``: the subcommand on its own."""
+    """``python -m llmchain.cli._demo [...]``: the subcommand on its own."""
     parser = argparse.ArgumentParser(prog="llmchain demo", description=DESCRIPTION,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     add_arguments(parser)

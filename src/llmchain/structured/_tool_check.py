@@ -16,12 +16,12 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from ._exceptions import ConfigError, OutputError, OutputInvalid
+from .._exceptions import ConfigError, OutputError, OutputInvalid
+from .._models import LLMRequest, LLMResponse, Message, copy_with
+from .._tools import Tool, ToolCall
 from ._json_fix import repair_json_text
-from ._models import LLMRequest, LLMResponse, Message, copy_with
+from ._output import remember
 from ._schema import SchemaMismatch, schema_for_json
-from ._structured import remember
-from ._tools import Tool, ToolCall
 
 _ERRORS_ATTR = "_llmchain_tool_errors"
 #: Where transports record the call that carried a structured answer (see _structured_tool).

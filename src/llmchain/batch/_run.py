@@ -6,7 +6,7 @@
 
 Every input line yields exactly one output line (a result or an explained error), written as
 soon as its call completes (so not in input order). A rerun skips records already in the
-output, also after ``kill -9``: see ``_batch_log`` for how, and docs/batch.md for the formats.
+output, also after ``kill -9``: see ``_log`` for how, and docs/batch.md for the formats.
 Setting ``stop`` (the CLI does on SIGINT/SIGTERM) stops taking records, cancels the calls in
 flight (they are not written; a rerun redoes them) and returns the summary with ``stopped``.
 """
@@ -16,13 +16,17 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
 from pydantic_core import to_jsonable_python
 
-from ._batch_io import (
+from .._chain import Chain
+from .._clock import REAL_CLOCK, Clock
+from .._exceptions import CallError
+from .._models import Attempt, LLMResponse
+from ..structured._output import coerce_output
+from ._io import (
     DUPLICATE_ID,
     BatchError,
     Job,
@@ -34,13 +38,9 @@ from ._batch_io import (
     parse_line,
     problem_record,
 )
-from ._batch_log import OutputLog
-from ._batch_progress import ProgressDisplay
-from ._chain import Chain
-from ._clock import REAL_CLOCK, Clock
-from ._exceptions import CallError
-from ._models import Attempt, LLMResponse
-from ._structured import coerce_output
+from ._log import OutputLog
+from ._progress import ProgressDisplay
+from ._summary import BatchSummary
 
 __all__ = ["BatchError", "BatchSummary", "run_batch"]
 
@@ -48,58 +48,6 @@ __all__ = ["BatchError", "BatchSummary", "run_batch"]
 CANCEL_GRACE_S = 5.0
 #: Input lines handled between two yields to the event loop (signals, progress line).
 YIELD_EVERY = 512
-
-
-@dataclass
-class BatchSummary:
-    """What a run did; updated live (the progress line reads it)."""
-
-    input: str
-    output: str
-    total_lines: int | None = None
-    started_at: float = 0.0
-    elapsed_s: float = 0.0
-    written: int = 0  # records written by this run
-    ok: int = 0
-    failed: int = 0  # error records written by this run
-    input_errors: int = 0  # of those: bad lines and duplicate ids
-    skipped: int = 0  # already in the output, not sent again
-    blank: int = 0
-    previously_failed: int = 0  # error records already in the output
-    retried_failed: int = 0  # earlier error records dropped by retry_failed (sent again)
-    torn_bytes: int = 0  # partial last line removed on resume
-    retries: int = 0  # attempts beyond the first, over all calls
-    rate_limited: int = 0  # attempts answered with HTTP 429
-    cache_hits: int = 0
-    in_flight: int = 0
-    cancelled: int = 0  # calls cancelled by a stop; not written, a rerun sends them
-    stopped: bool = False
-
-    @property
-    def lines_done(self) -> int:
-        return self.written + self.skipped + self.blank
-
-    @property
-    def all_ok(self) -> bool:
-        """No error record anywhere in the output (this run's or earlier runs')."""
-        return self.failed == 0 and self.previously_failed == 0
-
-    def describe(self) -> str:
-        rate = self.written / self.elapsed_s if self.elapsed_s > 0 else 0.0
-        text = (
-            f"{self.written} records written ({self.ok} ok, {self.failed} failed) in "
-            f"{self.elapsed_s:.1f}s, {rate:.1f}/s; retries {self.retries}, 429s {self.rate_limited}, "
-            f"cache hits {self.cache_hits}"
-        )
-        if self.skipped:
-            text += f"; {self.skipped} skipped (already in {self.output})"
-        if self.retried_failed:
-            text += f"; {self.retried_failed} earlier error records dropped and sent again"
-        if self.previously_failed:
-            text += f"; {self.previously_failed} earlier error records kept (--retry-failed resends them)"
-        if self.torn_bytes:
-            text += f"; repaired a torn last line ({self.torn_bytes} bytes) left by an interrupted run"
-        return text
 
 
 async def run_batch(

@@ -25,9 +25,9 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from ._exceptions import InputTypeError, OutputError, OutputInvalid
+from .._exceptions import InputTypeError, OutputError, OutputInvalid
+from .._models import LLMRequest, LLMResponse
 from ._json_extract import extract_json
-from ._models import LLMRequest, LLMResponse
 from ._schema import OutputSchema, SchemaMismatch, schema_for_json, schema_for_type
 
 _SCHEMA_ATTR = "_llmchain_schema"

@@ -3,10 +3,10 @@
 It starts the loopback ``FaultServer`` (random port, an API key required), builds the default
 chain (``_defaults.DEFAULT_STAGE_ORDER``) over the real ``openai`` transport pointed at it, with
 short timeouts and backoffs so the whole run takes a few seconds, and sends a few dozen requests
-scene by scene (``_demo_scenes``): 503s, resets, a 429 with Retry-After, a hang, broken and
+scene by scene (``_scenes``): 503s, resets, a 429 with Retry-After, a hang, broken and
 wrong JSON, repeated and concurrent identical prompts, requests that fail for good. Per request
 it records what happened from the response or error and from the chain's events; the log stage
-writes its JSON lines to a file. ``run_demo()`` returns a ``DemoResult``; ``_demo_report``
+writes its JSON lines to a file. ``run_demo()`` returns a ``DemoResult``; ``_report``
 renders it.
 """
 
@@ -25,20 +25,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ._chain import Chain
-from ._defaults import DEFAULT_STAGE_ORDER
-from ._demo_scenes import Answer as Answer  # the demo's schema; examples/ configs validate with it
-from ._demo_scenes import Ask, Expect, Scene, Step, select
-from ._events import Event
-from ._exceptions import CallError, GaveUp, TimeoutExceeded
-from ._loop import LOOP
-from ._models import Attempt, LLMResponse, new_request_id
-from ._redact import RedactingFilter
-from .middleware.log import json_formatter
-from .middleware.repair import RepairGaveUp
-from .middleware.retry import RetryMiddleware
-from .plugins import get_registry
-from .testing.fault_server import FaultServer
+from .._chain import Chain
+from .._defaults import DEFAULT_STAGE_ORDER
+from .._events import Event
+from .._exceptions import CallError, GaveUp, TimeoutExceeded
+from .._loop import LOOP
+from .._models import Attempt, LLMResponse, new_request_id
+from .._redact import RedactingFilter
+from ..middleware.log import json_formatter
+from ..middleware.repair import RepairGaveUp
+from ..middleware.retry import RetryMiddleware
+from ..plugins import get_registry
+from ..testing.fault_server import FaultServer
+from ._scenes import Answer as Answer  # the demo's schema; examples/ configs validate with it
+from ._scenes import Ask, Expect, Scene, Step, select
 
 #: The variable the demo's transport reads its (fake) API key from, like OPENAI_API_KEY.
 DEMO_KEY_ENV = "LLMCHAIN_DEMO_API_KEY"

@@ -12,7 +12,7 @@ import json
 import sys
 from collections.abc import Sequence
 
-COMMAND_MODULES: tuple[str, ...] = ("llmchain._cli_serve", "llmchain._cli_batch", "llmchain._cli_demo",
+COMMAND_MODULES: tuple[str, ...] = ("llmchain.cli._serve", "llmchain.cli._batch", "llmchain.cli._demo",
                                    "llmchain.report._cli")
 
 EXIT_CALL_ERROR = 1
@@ -20,8 +20,8 @@ EXIT_CONFIG_ERROR = 2
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from . import CallError, Chain
-    from ._defaults import find_config
+    from .. import CallError, Chain
+    from .._defaults import find_config
 
     params = {
         k: v
@@ -42,8 +42,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_stages(args: argparse.Namespace) -> int:
-    from ._config import options_table
-    from .plugins import get_registry
+    from .._config import options_table
+    from ..plugins import get_registry
 
     registry = get_registry()
     rows = options_table
@@ -68,7 +68,7 @@ def _cmd_stages(args: argparse.Namespace) -> int:
 
 
 def _cmd_check_config(args: argparse.Namespace) -> int:
-    from . import Chain
+    from .. import Chain
 
     chain = Chain.from_config(args.file)
     print(chain.describe())
@@ -113,7 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``llmchain`` console script."""
-    from ._exceptions import ConfigError, PluginError
+    from .._exceptions import ConfigError, PluginError
 
     args = build_parser().parse_args(argv)
     try:

@@ -16,9 +16,9 @@ import stat
 from pathlib import Path
 from typing import IO, Any
 
-from ._batch_io import BatchError, dumps, key_of
-from ._clock import REAL_CLOCK, Clock
-from ._redact import trim
+from .._clock import REAL_CLOCK, Clock
+from .._redact import trim
+from ._io import BatchError, dumps, key_of
 
 try:
     import fcntl

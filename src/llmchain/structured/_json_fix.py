@@ -23,7 +23,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from ._exceptions import ParseError
+from .._exceptions import ParseError
 from ._json_extract import (
     FENCE,
     OPENERS,

@@ -18,7 +18,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from ._exceptions import ParseError
+from .._exceptions import ParseError
 
 Mode = Literal["strict", "fenced", "lenient"]
 Expect = Literal["object", "array", "string", "number", "integer", "boolean", "null"]

@@ -1,0 +1,1 @@
+"""Development scripts run from a source checkout (not installed with the package)."""
