@@ -48,14 +48,6 @@ class _Connector(aiohttp.TCPConnector):
         return conn
 
 
-def _head(resp: aiohttp.ClientResponse, caps: Caps) -> dict[str, str]:
-    """Lower-case headers of ``resp``, after checking the head against ``max_head_bytes``."""
-    raw = resp.raw_headers
-    if sum(len(name) + len(value) for name, value in raw) + 4 * len(raw) + 32 > caps.head:
-        raise caps.too_large("max_head_bytes", caps.head, "the response head")
-    headers = {name.decode("latin-1").lower(): value.decode("latin-1") for name, value in raw}
-    caps.check_length(headers.get("content-length"))
-    return headers
 
 
 class AiohttpExchange:
@@ -121,7 +113,7 @@ class AiohttpEngine:
     async def post(self, payload: bytes, extra: dict[str, str] | None) -> tuple[int, dict[str, str], bytes]:
         resp = await self._send(payload, extra)
         try:
-            headers = _head(resp, self.caps)
+            headers = self.caps.head_headers(resp.raw_headers)
             return resp.status, headers, await self.body(resp, headers)
         finally:
             resp.release()
@@ -142,7 +134,7 @@ class AiohttpEngine:
     async def stream(self, payload: bytes, extra: dict[str, str] | None) -> AsyncIterator[AiohttpExchange]:
         resp = await self._send(payload, extra)
         try:  # release() closes a connection whose answer was not read to the end
-            yield AiohttpExchange(resp, _head(resp, self.caps), self)
+            yield AiohttpExchange(resp, self.caps.head_headers(resp.raw_headers), self)
         finally:
             resp.release()
 

@@ -10,6 +10,7 @@ refused rather than passed on as text.
 from __future__ import annotations
 
 import zlib
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from .._exceptions import ProviderError, ResponseTooLarge
@@ -29,6 +30,18 @@ class Caps:
     def too_large(self, cap: str, limit: int, what: str) -> ResponseTooLarge:
         return ResponseTooLarge(f"{self.where}: {what} is larger than {cap} ({limit} bytes)",
                                 cap=cap, limit=limit)
+
+    def head_headers(self, raw: Iterable[tuple[bytes, bytes]]) -> dict[str, str]:
+        """Lower-case headers from an engine's raw (name, value) pairs, after checking the head
+        against ``max_head_bytes`` and an announced body against ``max_body_bytes``."""
+        size, headers = 32, {}  # 32: a status line
+        for name, value in raw:
+            size += len(name) + len(value) + 4
+            headers[name.decode("latin-1").lower()] = value.decode("latin-1")
+        if size > self.head:
+            raise self.too_large("max_head_bytes", self.head, "the response head")
+        self.check_length(headers.get("content-length"))
+        return headers
 
     def check_length(self, length: str | None) -> None:
         """Refuse at once a Content-Length announcing more than ``max_body_bytes``."""

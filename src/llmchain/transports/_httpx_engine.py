@@ -45,15 +45,6 @@ class _Trace:
             self.connected = True
 
 
-def _head(resp: httpx.Response, caps: Caps) -> dict[str, str]:
-    size, headers = 32, {}
-    for name, value in resp.headers.raw:
-        size += len(name) + len(value) + 4
-        headers[name.decode("latin-1").lower()] = value.decode("latin-1")
-    if size > caps.head:
-        raise caps.too_large("max_head_bytes", caps.head, "the response head")
-    caps.check_length(headers.get("content-length"))
-    return headers
 
 
 class HttpxExchange:
@@ -121,7 +112,7 @@ class HttpxEngine:
     async def post(self, payload: bytes, extra: dict[str, str] | None) -> tuple[int, dict[str, str], bytes]:
         resp = await self._send(payload, extra)
         try:
-            headers = _head(resp, self.caps)
+            headers = self.caps.head_headers(resp.headers.raw)
             return resp.status_code, headers, await self.body(resp, headers)
         finally:
             await resp.aclose()
@@ -139,7 +130,7 @@ class HttpxEngine:
     async def stream(self, payload: bytes, extra: dict[str, str] | None) -> AsyncIterator[HttpxExchange]:
         resp = await self._send(payload, extra)
         try:  # closing an answer not read to the end closes its connection
-            yield HttpxExchange(resp, _head(resp, self.caps), self)
+            yield HttpxExchange(resp, self.caps.head_headers(resp.headers.raw), self)
         finally:
             await resp.aclose()
 
