@@ -37,8 +37,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from llmchain import Chain, RateLimited
-from llmchain.testing.fault_server import FaultServer
+from llmchain import Chain, RateLimited  # noqa: E402 (after the sys.path line above)
+from llmchain.testing.fault_server import FaultServer  # noqa: E402
 
 DOCS = ROOT / "docs" / "benchmarks.md"
 HEADING = "## Redis: one rate limit shared by many workers"
