@@ -16,13 +16,16 @@ import subprocess
 import time
 import uuid
 from collections.abc import Iterator
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 import pytest
 import redis
 
 from llmchain.stores._redis_common import RedisSettings, parse_settings
 from llmchain.stores._shared import mask_url, with_query
+
+if TYPE_CHECKING:
+    from .test_multiprocess import Workers
 
 HOW_TO_RUN = ("to run them, start Redis (`redis-server --port 6379 --save ''`) or set "
               "REDIS_URL=redis://host:port/db")
@@ -153,3 +156,13 @@ def own_redis() -> Iterator[RedisProcess]:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture
+def workers(redis_url: str, prefix: str) -> Iterator[Workers]:
+    """Three worker processes on this checkout, sharing the test's Redis key prefix."""
+    from .test_multiprocess import Workers, worker_env
+
+    pool = Workers(3, worker_env(redis_url, prefix))
+    yield pool
+    pool.close()

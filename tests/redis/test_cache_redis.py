@@ -26,7 +26,7 @@ from llmchain.stores.cache_redis import RedisCacheStore
 from llmchain.testing import FakeClock, MockReply, MockTransport
 from llmchain.testing.fault_server import FaultServer
 
-from .test_multiprocess import Workers, workers  # noqa: F401 - the fixture
+from .test_multiprocess import Workers
 
 pytestmark = pytest.mark.redis
 KEYS = st.sampled_from(["a", "b", "c"])
@@ -216,7 +216,7 @@ def test_the_holder_renews_its_lease_while_its_call_runs(
 
 
 def test_worker_processes_asking_the_same_question_make_one_call(
-        workers: Workers, redis_url: str, prefix: str) -> None:  # noqa: F811
+        workers: Workers, redis_url: str, prefix: str) -> None:
     with FaultServer("latency:0.3") as server:
         results = workers.run({
             "stages": [{"use": "cache", "store": "redis"}],

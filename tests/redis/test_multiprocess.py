@@ -11,7 +11,6 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -58,16 +57,14 @@ class Workers:
             proc.wait(10)
 
 
-@pytest.fixture
-def workers(redis_url: str, prefix: str) -> Iterator[Workers]:
-    env = {**os.environ, "REDIS_URL": with_query(redis_url, key_prefix=prefix),
-           # this checkout first, then the test process's own path (e.g. the checkout's plugins), so the
-           # workers load the same code as the test, not another installed copy's plugins
-           "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(ROOT),
-                                          *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))])}
-    pool = Workers(3, env)
-    yield pool
-    pool.close()
+def worker_env(redis_url: str, prefix: str) -> dict[str, str]:
+    """The environment of worker processes (the ``workers`` fixture in conftest.py)."""
+    return {**os.environ, "REDIS_URL": with_query(redis_url, key_prefix=prefix),
+            # this checkout and its plugins first, then the test process's own path, so the
+            # workers load the same code as the test, not another installed copy's plugins
+            "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(ROOT),
+                                           *(str(p) for p in sorted((ROOT / "plugins").glob("*/src"))),
+                                           *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))])}
 
 
 def _command(server: FaultServer, limiter: dict[str, Any], calls: int, timeout_s: float) -> dict[str, Any]:

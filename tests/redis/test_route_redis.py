@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
-from collections.abc import Iterator
 
 import pytest
 
@@ -12,20 +10,10 @@ from llmchain.stores._shared import with_query
 from llmchain.stores.route_state import RedisRouteState
 from llmchain.testing.fault_server import FaultServer
 
-from .test_multiprocess import ROOT, Workers, _outcomes
+from .test_multiprocess import Workers, _outcomes
 
 pytestmark = pytest.mark.redis
 
-
-@pytest.fixture
-def workers(redis_url: str, prefix: str) -> Iterator[Workers]:
-    env = {**os.environ, "REDIS_URL": with_query(redis_url, key_prefix=prefix),
-           # this tree's plugins too, not another checkout's installed ones
-           "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(ROOT),
-                                          *(str(p) for p in sorted((ROOT / "plugins").glob("*/src")))])}
-    pool = Workers(3, env)
-    yield pool
-    pool.close()
 
 
 def test_two_stores_on_one_redis_see_the_same_state(redis_url: str, prefix: str) -> None:
