@@ -87,10 +87,11 @@ def test_failures_are_typed_per_batch(n: int, batch_size: int, data: st.DataObje
 
 
 def test_embeddings_over_http_are_batched_retried_and_counted() -> None:
-    with FaultServer(["429", "ok", "503"]) as server:
-        chain = Chain([{"use": "retry", "base_s": 0.01, "max_retry_after_s": 2}],
-                      {"use": "openai", "base_url": server.base_url, "api_key_env": "", "dimensions": 4},
-                      embeddings={"batch_size": 3, "concurrency": 1, "model": "text-embedding-3-large"})
+    with FaultServer(["429", "ok", "503"]) as server, Chain(
+        [{"use": "retry", "base_s": 0.01, "max_retry_after_s": 2}],
+        {"use": "openai", "base_url": server.base_url, "api_key_env": "", "dimensions": 4},
+        embeddings={"batch_size": 3, "concurrency": 1, "model": "text-embedding-3-large"},
+    ) as chain:
         result = chain.embed([f"text number {i}" for i in range(7)])
     assert result.vectors == [mock_vector(f"text number {i}", 4) for i in range(7)]
     assert [r.fault for r in server.requests] == ["429", "ok", "503", "ok", "ok"]
@@ -101,10 +102,10 @@ def test_embeddings_over_http_are_batched_retried_and_counted() -> None:
 
 
 def test_a_malformed_embeddings_answer_is_a_typed_error() -> None:
-    with FaultServer(["bad_shape"]) as server:
-        chain = Chain([], {"use": "openai", "base_url": server.base_url, "api_key_env": "", "query": {"v": "1"}})
-        with pytest.raises(EmbeddingFailed) as info:
-            chain.embed(["x"])
+    with FaultServer(["bad_shape"]) as server, Chain(
+        [], {"use": "openai", "base_url": server.base_url, "api_key_env": "", "query": {"v": "1"}}
+    ) as chain, pytest.raises(EmbeddingFailed) as info:
+        chain.embed(["x"])
     error = info.value.failures[0][2]
     assert isinstance(error, ProviderError) and "0 vectors for 1 inputs" in error.message
     assert server.requests[0].path == "/v1/embeddings?v=1"

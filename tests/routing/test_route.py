@@ -177,6 +177,31 @@ def test_when_every_deployment_fails_the_error_lists_each() -> None:
     assert info.value.retryable
 
 
+def test_one_failure_while_the_others_cool_down_is_a_gave_up_not_that_deployments_own_error() -> None:
+    """A revoked key's 401 while the other deployment cools past the deadline: a fallback stage
+    must see "no deployment could answer", not a 401 it (rightly) does not fall back on."""
+    clock = FakeClock()
+    transports = mocks(clock, a=[ProviderError("503", status_code=503, retry_after=60.0)] + ["a"] * 3,
+                       b=[MockReply(error="auth")] * 3)
+    chain = route_chain([{"name": "a", "weight": 100}, {"name": "b", "weight": 0.01}], transports, clock=clock)
+    with pytest.raises(GaveUp):
+        chain.complete("q", timeout_s=5)  # a: 503 and cooling for 60 s; b: 401
+    clock.advance(6)  # b's cool-down (5 s) is over, a's is not
+    with pytest.raises(GaveUp, match=r"no deployment could answer \(b: ProviderError, a: cooling down\)") as info:
+        chain.complete("q", timeout_s=5)  # a still cooling, past the deadline; b: 401
+    assert [e.status_code for e in info.value.errors] == [401]
+    assert not info.value.retryable  # a 401 will not heal by retrying
+    assert clock.slept == 0
+
+
+def test_a_single_deployments_own_error_comes_through_unwrapped() -> None:
+    clock = FakeClock()
+    chain = route_chain([{"name": "only"}], mocks(clock, only=[MockReply(error="auth")]), clock=clock)
+    with pytest.raises(ProviderError) as info:
+        chain.complete("q")
+    assert type(info.value) is ProviderError and info.value.status_code == 401
+
+
 def test_route_composes_with_retry_fallback_cache_and_log(caplog: pytest.LogCaptureFixture) -> None:
     clock = FakeClock()
     transports = mocks(clock, a=[MockReply(error="server_error")] * 3, b=[MockReply(error="overloaded")] * 3)

@@ -170,7 +170,8 @@ class RouteMiddleware:
             else:
                 if not waits:  # every fitting deployment failed (ready ones were all tried)
                     raise self._gave_up(errors, skipped)
-                await self._wait(request, min(waits), errors, skipped)
+                cooling = [f"{b.name}: cooling down" for b in fitting if states[b.name].cool_until > now]
+                await self._wait(request, min(waits), errors, skipped + cooling)
 
     async def _try(self, built: _Built, request: LLMRequest,
                    call_next: Next) -> LLMResponse | float | CallError:
@@ -241,10 +242,12 @@ class RouteMiddleware:
     def _gave_up(self, errors: list[CallError], skipped: list[str]) -> CallError:
         if not errors:
             return CallError("route: no deployment could take this call", retryable=False)
-        if len(errors) == 1:
-            return errors[0]
+        if len(errors) == 1 and len(self.deployments) == 1:
+            return errors[0]  # nothing was routed around: the deployment's own error says it best
+        # else a GaveUp even for one error: the others were cooling down or at their limit, and
+        # a fallback stage must see "no deployment could answer", not the last one's 401
         last = errors[-1]
-        gave_up = GaveUp(f"route: every deployment tried failed ({', '.join(skipped)}); last error: "
+        gave_up = GaveUp(f"route: no deployment could answer ({', '.join(skipped)}); last error: "
                          f"{type(last).__name__}: {last.message}", errors=errors, retry_after=min(
                              (e.retry_after for e in errors if e.retry_after is not None), default=None),
                          retryable=any(e.retryable for e in errors),
