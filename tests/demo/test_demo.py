@@ -107,6 +107,15 @@ def test_log_file_is_json_lines_with_request_ids(run: tuple[demo.DemoResult, str
         assert line["attempts"] == len(row.attempts)
 
 
+def test_the_log_file_is_private(run: tuple[demo.DemoResult, str], tmp_path: Path) -> None:
+    assert run[0].log_path.stat().st_mode & 0o777 == 0o600
+    old = tmp_path / "old.log"
+    old.write_text("from an earlier run\n")
+    old.chmod(0o644)
+    demo.run_demo(only="plain", log_path=old)
+    assert old.stat().st_mode & 0o777 == 0o600 and "from an earlier run" not in old.read_text()
+
+
 def test_the_api_key_never_shows(run: tuple[demo.DemoResult, str]) -> None:
     result, text = run
     assert SECRET not in text

@@ -156,6 +156,20 @@ def _read_to_end(sock: socket.socket) -> bytes:
     return data
 
 
+def test_a_plan_scoped_to_request_ids_leaves_other_requests_alone(fault_server: FaultServer,
+                                                                  client: httpx.Client) -> None:
+    fault_server.set_plan(["503", "ok"], for_requests=["mine"])
+    url = f"{fault_server.base_url}/chat/completions"
+    late = client.post(url, json=CHAT, headers={"idempotency-key": "an-earlier-call"})
+    assert late.status_code == 200  # a stray answered plainly, the 503 still waiting for "mine"
+    assert client.post(url, json=CHAT).status_code == 200  # no id at all: a stray too
+    assert [client.post(url, json=CHAT, headers={"idempotency-key": "mine"}).status_code
+            for _ in range(2)] == [503, 200]
+    assert fault_server.plan_requests == 2 and fault_server.request_count == 4
+    fault_server.set_plan("503")  # unscoped again: every request takes the plan
+    assert client.post(url, json=CHAT).status_code == 503 and fault_server.plan_requests == 1
+
+
 def test_reset_sends_a_tcp_rst(fault_server: FaultServer) -> None:
     fault_server.set_plan(["reset"])
     sock = _raw_request(fault_server.port, CHAT)

@@ -172,13 +172,16 @@ async def arun_demo(*, seed: int = 0, only: str | None = None,
                             demo_stages(seed, breaker=scene.needs_breaker), transport,
                             timeout_s=TIMEOUT_S, observers=[collector], source="llmchain demo")
                     for step in scene.steps:
-                        before = server.request_count
-                        server.set_plan(step.plan(seed) if callable(step.plan) else step.plan, seed=seed)
+                        ids = [new_request_id() for _ in step.asks]
+                        # scoped to this step's calls: a late attempt of an earlier step's
+                        # timed-out call must not use up this step's scripted faults
+                        server.set_plan(step.plan(seed) if callable(step.plan) else step.plan, seed=seed,
+                                        for_requests=ids)
                         if step.fresh_connections:
                             await asyncio.to_thread(server.close_idle)
                             await asyncio.sleep(0.01)  # for the client to see the closes
-                        rows += await _run_step(chain, scene, step, collector, len(rows))
-                        sent = server.request_count - before
+                        rows += await _run_step(chain, scene, step, ids, collector, len(rows))
+                        sent = server.plan_requests
                         if step.server_requests is not None and sent != step.server_requests:
                             problems.append(f"scene {scene.name}: {sent} request(s) reached the server, "
                                             f"expected {step.server_requests}")
@@ -195,8 +198,8 @@ async def arun_demo(*, seed: int = 0, only: str | None = None,
                       tuple(name for name, _ in main.stages), main.describe())
 
 
-async def _run_step(chain: Chain, scene: Scene, step: Step, collector: _Collector, done: int) -> list[Row]:
-    ids = [new_request_id() for _ in step.asks]
+async def _run_step(chain: Chain, scene: Scene, step: Step, ids: list[str], collector: _Collector,
+                    done: int) -> list[Row]:
 
     async def call(i: int) -> Row:
         ask = step.asks[i]
@@ -292,7 +295,10 @@ def _api_key() -> Iterator[str]:
 def _json_log(path: Path) -> Iterator[None]:
     """Send the ``llmchain`` logger's lines (DEBUG included) to ``path`` only, while the demo runs."""
     logger = logging.getLogger("llmchain")
-    handler = logging.FileHandler(path, mode="w", encoding="utf-8")
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)  # an older log may have been made readable to all
+    stream = os.fdopen(fd, "w", encoding="utf-8")
+    handler = logging.StreamHandler(stream)
     handler.setFormatter(json_formatter())
     handler.addFilter(RedactingFilter())
     saved = logger.handlers[:], logger.level, logger.propagate
@@ -304,3 +310,4 @@ def _json_log(path: Path) -> Iterator[None]:
     finally:
         logger.handlers[:], logger.level, logger.propagate = saved
         handler.close()
+        stream.close()

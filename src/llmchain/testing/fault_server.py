@@ -24,7 +24,7 @@ import asyncio
 import json
 import ssl
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,6 +34,8 @@ from ._limits import ServerLimits
 from ._responder import Responder
 from ._wire import Api, Ask, embeddings_body, error_body, read_ask, tokens
 from ._wire_tools import describe, tool_results
+
+_PLAIN = Fault()  # the answer to a request outside a scoped plan (set_plan(for_requests=...))
 
 __all__ = ["Fault", "FaultPlan", "FaultServer", "RecordedRequest"]
 
@@ -117,6 +119,8 @@ class FaultServer:
         self.ssl_context = ssl_context  # serve https with this context (tests of TLS options)
         self._records: list[RecordedRequest] = []
         self._count = 0
+        self._plan_ids: frozenset[str] | None = None  # see set_plan(for_requests=...)
+        self._plan_count = 0
         self._lock = threading.Lock()
         self._conns: set[Connection] = set()
         self._server: asyncio.Server | None = None
@@ -159,9 +163,33 @@ class FaultServer:
     def plan(self) -> FaultPlan:
         return self._plan
 
-    def set_plan(self, plan: PlanLike, *, seed: int | None = None) -> None:
-        """Use another plan from the next request on (e.g. between test phases)."""
-        self._plan = FaultPlan.coerce(plan, self._seed if seed is None else seed)
+    def set_plan(self, plan: PlanLike, *, seed: int | None = None,
+                 for_requests: Collection[str] | None = None) -> None:
+        """Use another plan from the next request on (e.g. between test phases).
+
+        ``for_requests``: only requests carrying one of these ids (the ``idempotency-key``
+        header, llmchain's request id) take their fault from the plan; any other request is
+        answered plainly and leaves the plan alone. A phase that follows one with timed-out
+        calls needs this: an attempt its client gave up on can still reach the server after
+        the new plan is set, and would otherwise use up a fault meant for the new phase.
+        ``plan_requests`` counts the requests that took a fault from this plan."""
+        with self._lock:
+            self._plan = FaultPlan.coerce(plan, self._seed if seed is None else seed)
+            self._plan_ids = frozenset(for_requests) if for_requests is not None else None
+            self._plan_count = 0
+
+    @property
+    def plan_requests(self) -> int:
+        """Requests that took their fault from the current plan (see ``set_plan``)."""
+        return self._plan_count
+
+    def _next_fault(self, request: HttpRequest) -> Fault:
+        with self._lock:
+            ids = self._plan_ids
+            if ids is not None and request.headers.get("idempotency-key") not in ids:
+                return _PLAIN
+            self._plan_count += 1
+            return self._plan.next()
 
     @property
     def open_connections(self) -> int:
@@ -309,7 +337,7 @@ class FaultServer:
             return self._refuse(request, api, 400, f"invalid request body: {exc}")
         if self.api_key is not None and not self._authorised(api, request.headers):
             return self._refuse(request, api, 401, "Incorrect API key provided.", body)
-        fault = self._plan.next()
+        fault = self._next_fault(request)
         text, calls = self._answer(body, ask.schema)
         headers, refused, wait = self._limits.check(api, tokens(ask.input_chars) + tokens(len(text)))
         if refused is not None:
@@ -332,7 +360,7 @@ class FaultServer:
             return self._refuse(request, "openai", 400, f"invalid request body: {exc}")
         if self.api_key is not None and not self._authorised("openai", request.headers):
             return self._refuse(request, "openai", 401, "Incorrect API key provided.", body)
-        fault = self._plan.next()
+        fault = self._next_fault(request)
         chars = sum(len(t) for t in inputs)
         headers, refused, wait = self._limits.check("openai", tokens(chars))
         ask = Ask("openai", str(body.get("model", "")), False, "", chars, None, None, False)
