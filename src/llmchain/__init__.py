@@ -7,6 +7,7 @@ Quick use::
         print(chain.complete("Say hi").text)
 """
 
+from ._attempt import Attempt
 from ._chain import Chain
 from ._clock import REAL_CLOCK, Clock, RealClock, clip_wait, fits_in_deadline, time_left
 from ._config import ChainConfig, StageSpec, TransportSpec, load_config
@@ -36,7 +37,7 @@ from ._exceptions import (
     TransportError,
     UnsupportedContent,
 )
-from ._models import Attempt, CacheInfo, LLMRequest, LLMResponse, Message, Usage
+from ._models import CacheInfo, LLMRequest, LLMResponse, Message, ToolCall, Usage
 from ._order import OrderWarning
 from ._prices import PRICES_VERSION, PriceTable, set_prices
 from ._redact import register_pattern, register_secret
@@ -56,7 +57,7 @@ from ._stream import (
 )
 from ._stream_sync import SyncResponseStream
 from ._streaming import ResponseStream
-from ._tools import Tool, ToolCall
+from ._tools import Tool
 from ._types import Middleware, Next, Stage, StreamingStage, Transport
 from ._usage import UsageTotals
 from .hookspecs import hookimpl

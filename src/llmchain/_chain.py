@@ -169,7 +169,7 @@ class Chain:
             if isinstance(prompt, str):
                 messages: list[Any] = [Message(role="user", content=prompt)]
             else:
-                from ._inputs import to_messages  # message lists only: not on the plain-prompt path
+                from .messages._inputs import to_messages  # message lists only: not on the plain-prompt path
 
                 messages = to_messages(prompt)
             if system is not None:

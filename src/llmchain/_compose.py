@@ -13,10 +13,11 @@ from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from functools import partial
 from typing import Any
 
+from ._attempt import Attempt, Outcome
 from ._clock import Clock, RealClock
 from ._events import CallTrace, current_call, emit
 from ._exceptions import CallError, StreamInterrupted, TimeoutExceeded
-from ._models import Attempt, LLMRequest, LLMResponse, Outcome, copy_with
+from ._models import LLMRequest, LLMResponse, copy_with
 from ._redact import redact, trim
 from ._stage import stage_traits
 from ._stream import (

@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from ._models import Attempt
+from ._attempt import Attempt
 
 logger = logging.getLogger("llmchain")
 

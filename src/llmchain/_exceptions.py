@@ -11,13 +11,10 @@ chain's outer normaliser wraps anything that slipped through, so callers only ev
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from ._models import Attempt
+from ._attempt import Attempt, RateLimitHints
 from ._redact import redact, redact_headers, trim
-
-if TYPE_CHECKING:
-    from .policies.headers import RateLimitHints
 
 
 class LLMChainError(Exception):

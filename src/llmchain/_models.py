@@ -7,17 +7,19 @@ edge (``Chain.acomplete``); internal copies skip validation.
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Mapping
 from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from ._content import Content, Part, coerce_parts, content_chars, text_of
-from ._tools import Tool, ToolCall, coerce_tool
+from ._attempt import Attempt
+from ._content import AnyPart, Content, Part, coerce_parts, content_chars, text_of
+from ._exceptions import ParseError
+from ._tools import Tool, coerce_tool
 
 Role = Literal["system", "user", "assistant", "tool"]
-Outcome = Literal["ok", "error", "timeout", "cancelled"]
 CacheStatus = Literal["hit", "miss", "bypass", "refresh", "off"]
 ModelT = TypeVar("ModelT", bound=BaseModel)
 
@@ -43,6 +45,39 @@ def copy_with(model: ModelT, update: Mapping[str, Any]) -> ModelT:
 
 class _Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", arbitrary_types_allowed=True)
+
+
+class ToolCall(_Frozen):
+    """One call the model asked for: ``arguments`` is the raw JSON text the provider sent.
+
+    Lives with ``Message``: an assistant message carries its calls and ``result()`` answers one
+    with a message, one concept (a tool's definition, ``Tool``, is ``_tools``'s).
+    """
+
+    id: str
+    name: str
+    arguments: str = "{}"
+
+    @property
+    def args(self) -> dict[str, Any]:
+        """The arguments parsed (ParseError when the model sent text that is not a JSON object)."""
+        try:
+            value = json.loads(self.arguments) if self.arguments.strip() else {}
+        except ValueError as exc:
+            raise ParseError(f"tool call {self.name} ({self.id}): arguments are not JSON: {exc}",
+                             raw_text=self.arguments) from None
+        if not isinstance(value, dict):
+            raise ParseError(f"tool call {self.name} ({self.id}): arguments are not a JSON object",
+                             raw_text=self.arguments)
+        return value
+
+    def result(self, content: Any) -> Message:
+        """The tool-result message answering this call (non-text results sent as JSON)."""
+        parts = isinstance(content, (tuple, list)) and content and all(
+            isinstance(p, AnyPart) for p in content)
+        if not isinstance(content, str) and not parts:
+            content = json.dumps(content, default=str)
+        return Message(role="tool", content=content, tool_call_id=self.id)
 
 
 class Message(_Frozen):
@@ -92,20 +127,6 @@ class Usage(_Frozen):
         if self.billed_input_tokens is None or self.billed_output_tokens is None:
             return self.total_tokens
         return self.billed_input_tokens + self.billed_output_tokens
-
-
-class Attempt(_Frozen):
-    """One call to the transport: what happened, when, and for how long."""
-
-    number: int = Field(ge=1)
-    started_at: float = Field(description="Wall-clock start, seconds since the epoch.")
-    duration_s: float = Field(ge=0)
-    outcome: Outcome
-    status_code: int | None = None
-    error_type: str | None = None
-    error: str | None = Field(None, description="Redacted, trimmed error message.")
-    retry_after_s: float | None = None
-    served_by: str | None = Field(None, description="Transport/model that was asked.")
 
 
 class CacheInfo(_Frozen):

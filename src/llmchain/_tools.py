@@ -1,4 +1,6 @@
-"""Tools a model may call, and the calls it makes.
+"""Tools a model may call: ``Tool`` and how one is made from a function, a pydantic model or a
+provider's tool dict. The calls a model makes (``ToolCall``) live in ``_models`` with the
+messages that carry and answer them.
 
 ::
 
@@ -16,14 +18,10 @@
 from __future__ import annotations
 
 import inspect
-import json
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, get_type_hints
+from typing import Any, get_type_hints
 
 from pydantic import BaseModel, ConfigDict, Field, create_model
-
-if TYPE_CHECKING:
-    from ._models import Message
 
 TOOL_CHOICES = ("auto", "none", "required")
 
@@ -92,37 +90,3 @@ def coerce_tool(value: Any) -> Any:
         return {"name": value.get("name"), "description": value.get("description") or "",
                 "parameters": value["input_schema"]}
     return value
-
-
-class ToolCall(_Frozen):
-    """One call the model asked for: ``arguments`` is the raw JSON text the provider sent."""
-
-    id: str
-    name: str
-    arguments: str = "{}"
-
-    @property
-    def args(self) -> dict[str, Any]:
-        """The arguments parsed (ParseError when the model sent text that is not a JSON object)."""
-        from ._exceptions import ParseError
-
-        try:
-            value = json.loads(self.arguments) if self.arguments.strip() else {}
-        except ValueError as exc:
-            raise ParseError(f"tool call {self.name} ({self.id}): arguments are not JSON: {exc}",
-                             raw_text=self.arguments) from None
-        if not isinstance(value, dict):
-            raise ParseError(f"tool call {self.name} ({self.id}): arguments are not a JSON object",
-                             raw_text=self.arguments)
-        return value
-
-    def result(self, content: Any) -> Message:
-        """The tool-result message answering this call (non-text results sent as JSON)."""
-        from ._content import AnyPart
-        from ._models import Message
-
-        parts = isinstance(content, (tuple, list)) and content and all(
-            isinstance(p, AnyPart) for p in content)
-        if not isinstance(content, str) and not parts:
-            content = json.dumps(content, default=str)
-        return Message(role="tool", content=content, tool_call_id=self.id)

@@ -6,16 +6,16 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from llmchain import LLMRequest
-from llmchain.testing import strategies as lst
-from llmchain.transports._anthropic_wire import (
+from llmchain.messages._from_anthropic import (
     messages_from_anthropic,
     tools_from_anthropic,
 )
-from llmchain.transports._openai_wire import (
+from llmchain.messages._from_openai import (
     messages_from_openai,
     tool_choice_from_openai,
     tools_from_openai,
 )
+from llmchain.testing import strategies as lst
 from tests.content.helpers import anthropic_transport, normalized, openai_transport
 
 SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -8,12 +8,22 @@ dependency, so it counts.
 Layers (``docs/architecture.md``, "Where things go"):
 
 - core: the modules at the package root (chain, compose, models, errors, config, events, clock,
-  hookspecs, plugins and their small helpers);
-- stages: ``middleware``, ``policies``, ``stores``, ``transports``, ``structured``, ``testing``;
+  hookspecs, plugins and their small helpers) and the subpackages in ``CORE``:
+  ``messages`` (message dicts in OpenAI/Anthropic/llmchain shape → neutral ``Message``s, what
+  ``Chain.complete(messages)`` accepts) and ``structured`` (JSON extraction and repair, schemas,
+  partial JSON, tool-call checks, the structured-output glue);
+- stages: ``middleware``, ``policies``, ``stores``, ``transports``, ``testing``;
 - apps: ``cli``, ``batch``, ``demo``, ``report``.
 
-A module may import its own layer or a lower one, never a higher one; and the module graph has
-no cycle.
+``structured`` is core, not a stage: it holds no stage and no hook, only pure functions over
+the core's data (it imports ``_exceptions``, ``_models`` and ``_tools`` and nothing else of
+llmchain), and the chain itself needs it (``Chain.complete(output=...)``, ``complete_json``)
+as much as the parse, validate and repair stages do. Being core, it may not import a stage or an
+app, which this test checks like for any core module.
+
+A module may import its own layer or a lower one, never a higher one; the module graph has no
+cycle; and every subpackage is placed in one layer, so a new one is a decision, not a default.
+There are no exceptions.
 """
 
 from __future__ import annotations
@@ -25,25 +35,10 @@ import pytest
 
 SRC = Path(__file__).resolve().parents[2] / "src"
 PACKAGE = "llmchain"
-STAGES = ("middleware", "policies", "stores", "transports", "structured", "testing")
+CORE = ("messages", "structured")
+STAGES = ("middleware", "policies", "stores", "transports", "testing")
 APPS = ("cli", "batch", "demo", "report")
 LAYER_NAMES = ("core", "stages", "apps")
-
-#: Imports still against the direction, each with why it is not fixed yet. The list may only
-#: shrink: a test fails when an entry no longer exists, so a fix removes it here too.
-KNOWN_UPWARD = {
-    # Chain.complete(output=...) coerces the answer with the structured-output glue; moving that
-    # glue under the core needs _chain.py, which issue 14 is changing.
-    ("llmchain._chain", "llmchain.structured._output"),
-    # RateLimited carries the parsed rate-limit headers; the type lives in policies/ (issue 14).
-    ("llmchain._exceptions", "llmchain.policies.headers"),
-    # message dicts in OpenAI/Anthropic shape are read with the transports' wire converters.
-    ("llmchain._inputs", "llmchain.transports._anthropic_wire"),
-    ("llmchain._inputs", "llmchain.transports._openai_wire"),
-}
-#: Cycles still there: a Message carries ToolCalls and ToolCall.result() answers with a Message,
-#: one concept split over _models.py (issues 14 and 17b are changing it) and _tools.py.
-KNOWN_CYCLES = [["llmchain._exceptions", "llmchain._models", "llmchain._tools"]]
 
 
 def module_name(path: Path) -> str:
@@ -63,7 +58,9 @@ def layer(module: str) -> int:
         return 2
     if len(parts) > 1 and parts[1] in STAGES:
         return 1
-    return 0
+    if len(parts) == 1 or parts[1] in CORE or (SRC / PACKAGE / f"{parts[1]}.py").exists():
+        return 0
+    raise AssertionError(f"{module}: subpackage {parts[1]!r} is in no layer (CORE, STAGES or APPS)")
 
 
 def imports_of(module: str, path: Path, known: set[str]) -> list[tuple[str, int]]:
@@ -145,9 +142,17 @@ def test_the_parser_sees_imports() -> None:
     assert any(target == "llmchain.structured._output" for target, _ in edges["llmchain.middleware.validate"])
 
 
+def test_every_subpackage_is_in_one_layer() -> None:
+    subpackages = {p.parent.name for p in (SRC / PACKAGE).glob("*/__init__.py")}
+    placed = [*CORE, *STAGES, *APPS]
+    assert len(placed) == len(set(placed)), "a subpackage is in two layers"
+    assert subpackages == set(placed), (
+        f"in no layer: {sorted(subpackages - set(placed))}; gone: {sorted(set(placed) - subpackages)}")
+
+
 def test_no_import_cycles() -> None:
     edges, modules = graph()
-    found = [c for c in cycles(edges) if c not in KNOWN_CYCLES]
+    found = cycles(edges)
     lines = []
     for component in found:
         members = set(component)
@@ -158,25 +163,35 @@ def test_no_import_cycles() -> None:
     assert not found, "import cycles:\n" + "\n".join(lines)
 
 
+def upward(edges: dict[str, list[tuple[str, int]]]) -> list[tuple[str, str, int]]:
+    """(module, imported module, line) for every import of a higher layer."""
+    return [(m, target, line) for m, targets in edges.items() for target, line in targets
+            if layer(target) > layer(m)]
+
+
 def test_imports_point_from_apps_to_stages_to_core() -> None:
     edges, modules = graph()
-    upward = [
+    lines = [
         f"{modules[m].relative_to(SRC)}:{line}: {LAYER_NAMES[layer(m)]} module {m} imports "
         f"{LAYER_NAMES[layer(target)]} module {target}"
-        for m, targets in edges.items()
-        for target, line in targets
-        if layer(target) > layer(m) and (m, target) not in KNOWN_UPWARD
+        for m, target, line in upward(edges)
     ]
-    assert not upward, "imports against the direction apps → stages → core:\n" + "\n".join(upward)
+    assert not lines, "imports against the direction apps → stages → core:\n" + "\n".join(lines)
 
 
-def test_the_known_exceptions_still_exist() -> None:
-    """A fixed cycle or import must leave the lists above, so they only shrink."""
-    edges, _ = graph()
-    present = {(m, target) for m, targets in edges.items() for target, _ in targets}
-    assert present >= KNOWN_UPWARD, f"fixed, remove from KNOWN_UPWARD: {sorted(KNOWN_UPWARD - present)}"
-    found = cycles(edges)
-    assert all(c in found for c in KNOWN_CYCLES), f"fixed, remove from KNOWN_CYCLES: {KNOWN_CYCLES}"
+def test_an_upward_import_is_found() -> None:
+    """Guard against a direction check that passes because every module landed in one layer."""
+    edges = {
+        "llmchain._exceptions": [("llmchain.policies.headers", 3)],  # core → stage
+        "llmchain.structured._output": [("llmchain.middleware.parse", 4)],  # core subpackage → stage
+        "llmchain.transports._http": [("llmchain.cli._demo", 5), ("llmchain._models", 6)],
+        "llmchain.__main__": [("llmchain.cli", 7)],  # apps → apps
+    }
+    assert upward(edges) == [
+        ("llmchain._exceptions", "llmchain.policies.headers", 3),
+        ("llmchain.structured._output", "llmchain.middleware.parse", 4),
+        ("llmchain.transports._http", "llmchain.cli._demo", 5),
+    ]
 
 
 @pytest.mark.parametrize(

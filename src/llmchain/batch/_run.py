@@ -21,10 +21,11 @@ from typing import Any, TextIO
 
 from pydantic_core import to_jsonable_python
 
+from .._attempt import Attempt
 from .._chain import Chain
 from .._clock import REAL_CLOCK, Clock
 from .._exceptions import CallError
-from .._models import Attempt, LLMResponse
+from .._models import LLMResponse
 from ..structured._output import coerce_output
 from ._io import (
     DUPLICATE_ID,

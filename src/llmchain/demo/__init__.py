@@ -25,12 +25,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .._attempt import Attempt
 from .._chain import Chain
 from .._defaults import DEFAULT_STAGE_ORDER
 from .._events import Event
 from .._exceptions import CallError, GaveUp, TimeoutExceeded
 from .._loop import LOOP
-from .._models import Attempt, LLMResponse, new_request_id
+from .._models import LLMResponse, new_request_id
 from .._redact import RedactingFilter
 from ..middleware.log import json_formatter
 from ..middleware.repair import RepairGaveUp

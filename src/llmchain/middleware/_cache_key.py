@@ -27,9 +27,8 @@ from typing import Any
 from pydantic import BaseModel
 
 from .._content import part_key
-from .._models import LLMRequest, LLMResponse, Message, Usage
+from .._models import LLMRequest, LLMResponse, Message, ToolCall, Usage
 from .._redact import SECRET_KEYS
-from .._tools import ToolCall
 
 KEY_VERSION = 1
 #: Where the chain puts ``transport.identity()`` for stages that need it.

@@ -31,6 +31,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
+from .._attempt import RateLimitHints
 from .._clock import REAL_CLOCK, Clock, time_left
 from .._events import emit
 from .._exceptions import RateLimited
@@ -40,7 +41,7 @@ from .._tokens import get_estimator
 from .._types import Next
 from ..hookspecs import hookimpl
 from ..policies.admission import RateLimits, Reservation
-from ..policies.headers import RateLimitHints, rate_limit_hints
+from ..policies.headers import rate_limit_hints
 from ..policies.learned import LimitLearner
 from ..stores._shared import SharedStateOptions, store_deadline
 from ..stores.base import RateLimitStore, open_rate_limit_store

@@ -17,8 +17,12 @@ import email.utils
 import math
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import datetime
+
+# The type is the core's (ProviderError carries it); parsing it from headers is this module's.
+from .._attempt import RateLimitHints
+
+__all__ = ["RateLimitHints", "parse_duration", "parse_retry_after", "rate_limit_hints"]
 
 _GO_PART = re.compile(r"(\d+(?:\.\d+)?)(h|ms|us|µs|ns|m|s)")
 _GO_SCALE = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 1e-3, "us": 1e-6, "µs": 1e-6, "ns": 1e-9}
@@ -73,23 +77,6 @@ def parse_retry_after(headers: Mapping[str, str], wall: float) -> float | None:
     if parsed is None:
         return None
     return max(0.0, email.utils.mktime_tz(parsed) - wall)
-
-
-@dataclass(frozen=True, slots=True)
-class RateLimitHints:
-    """What the provider reported about its limits in one response (None: not reported)."""
-
-    limit_requests: int | None = None
-    limit_tokens: int | None = None
-    remaining_requests: int | None = None
-    remaining_tokens: int | None = None
-    reset_requests_s: float | None = None
-    reset_tokens_s: float | None = None
-
-    def __bool__(self) -> bool:
-        return any(v is not None for v in (
-            self.limit_requests, self.limit_tokens, self.remaining_requests,
-            self.remaining_tokens, self.reset_requests_s, self.reset_tokens_s))
 
 
 def _int(headers: Mapping[str, str], name: str) -> int | None:

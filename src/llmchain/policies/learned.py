@@ -22,8 +22,8 @@ import math
 from collections import deque
 from dataclasses import dataclass
 
+from .._attempt import RateLimitHints
 from .admission import RateLimits
-from .headers import RateLimitHints
 
 
 @dataclass(slots=True)

@@ -5,4 +5,7 @@ and repair stages and ``Chain.complete(output=...)`` share (``_output``).
 
 Nothing is re-exported: the stages import the private modules they need, and users reach
 structured output through ``Chain.complete(output=...)`` and the stages' options.
+
+Part of the core layer, not a stage: pure functions over the core's data that the chain itself
+needs, importing nothing but the core (docs/architecture.md, "Where things go").
 """

@@ -17,8 +17,8 @@ import json
 from typing import Any
 
 from .._exceptions import ConfigError, OutputError, OutputInvalid
-from .._models import LLMRequest, LLMResponse, Message, copy_with
-from .._tools import Tool, ToolCall
+from .._models import LLMRequest, LLMResponse, Message, ToolCall, copy_with
+from .._tools import Tool
 from ._json_fix import repair_json_text
 from ._output import remember
 from ._schema import SchemaMismatch, schema_for_json

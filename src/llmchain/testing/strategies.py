@@ -31,8 +31,8 @@ from .._exceptions import (
     TimeoutExceeded,
     TransportError,
 )
-from .._models import LLMRequest, LLMResponse, Message, Usage
-from .._tools import Tool, ToolCall
+from .._models import LLMRequest, LLMResponse, Message, ToolCall, Usage
+from .._tools import Tool
 from ._fault_plan import FaultPlan
 
 OUTCOME_KINDS = ("success", "retryable", "fatal", "timeout")

@@ -1,9 +1,11 @@
-"""Neutral messages, tools and answers ⇄ Anthropic Messages JSON, both ways.
+"""Neutral messages and tools → Anthropic Messages JSON, and its answers → neutral ones.
 
 The Messages API has one ``system`` prompt and only user/assistant turns: system messages are
 joined into ``system``; tool results (``role="tool"``) become ``tool_result`` blocks at the
 start of the next user turn, consecutive ones together (as the API requires); assistant tool
-calls become ``tool_use`` blocks after the assistant's content. Mapping table: docs/content.md.
+calls become ``tool_use`` blocks after the assistant's content. Reading Anthropic dicts back
+(parts, user-supplied turns) is the core's ``llmchain.messages._from_anthropic``. Mapping table:
+docs/content.md.
 """
 
 from __future__ import annotations
@@ -12,12 +14,13 @@ import base64
 import json
 from typing import Any
 
-from .._content import AnyPart, DocumentPart, ImagePart, RawPart, TextPart
+from .._content import AnyPart, DocumentPart, ImagePart, TextPart
 from .._exceptions import UnsupportedContent
-from .._models import Message
-from .._tools import Tool, ToolCall
+from .._models import Message, ToolCall
+from .._tools import Tool
+from ..messages._from_anthropic import PROVIDER, part_from_anthropic
+from ..messages._from_openai import split_data_url
 
-PROVIDER = "anthropic"
 _TEXT_DOCUMENTS = ("text/plain",)
 
 
@@ -41,8 +44,6 @@ def part_to_anthropic(part: AnyPart, where: str, transport: str) -> dict[str, An
         return {"type": "text", "text": part.text}
     if isinstance(part, ImagePart):
         if part.url is not None and part.url.startswith("data:"):
-            from ._openai_wire import split_data_url
-
             decoded = split_data_url(part.url)
             if decoded is not None:
                 part = ImagePart(data=decoded[1], media_type=decoded[0])
@@ -136,77 +137,7 @@ def tool_choice_to_anthropic(choice: str | None, parallel: bool | None) -> dict[
     return out
 
 
-# -- from Anthropic ---------------------------------------------------------------------------
-
-
-def _from_source(block: dict[str, Any], doc: bool) -> AnyPart | None:
-    source = block.get("source") or {}
-    kind = source.get("type")
-    allowed = {"type", "source", "title"} if doc else {"type", "source"}
-    if set(block) - allowed:
-        return None
-    name = block.get("title")
-    if kind == "url" and set(source) <= {"type", "url"}:
-        return DocumentPart(url=source["url"], name=name) if doc else ImagePart(url=source["url"])
-    if kind in ("base64", "text") and set(source) <= {"type", "media_type", "data"}:
-        data = source["data"].encode() if kind == "text" else base64.b64decode(source["data"])
-        if doc:
-            return DocumentPart(data=data, media_type=source["media_type"], name=name)
-        return ImagePart(data=data, media_type=source["media_type"])
-    return None
-
-
-def part_from_anthropic(block: Any) -> AnyPart:
-    if isinstance(block, str):
-        return TextPart(text=block)
-    kind = block.get("type")
-    if kind == "text" and set(block) <= {"type", "text"}:
-        return TextPart(text=block["text"])
-    if kind in ("image", "document"):
-        part = _from_source(block, kind == "document")
-        if part is not None:
-            return part
-    return RawPart(provider=PROVIDER, data=dict(block))  # thinking, citations, cache_control...
-
-
-def _content(value: Any) -> str | tuple[AnyPart, ...]:
-    return value if isinstance(value, str) else tuple(part_from_anthropic(b) for b in value)
-
-
-def messages_from_anthropic(items: list[dict[str, Any]], system: Any = None) -> list[Message]:
-    """Anthropic turns (and ``system``) → neutral messages; tool_result blocks become tool messages."""
-    out: list[Message] = []
-    if system:
-        out.append(Message(role="system", content=_content(system)))
-    for item in items:
-        role, content = item["role"], item.get("content", "")
-        if isinstance(content, str):
-            out.append(Message(role=role, content=content))
-            continue
-        parts: list[AnyPart] = []
-        calls: list[ToolCall] = []
-        for block in content:
-            kind = block.get("type") if isinstance(block, dict) else None
-            if kind == "tool_result":
-                if block.get("is_error"):
-                    raise UnsupportedContent(
-                        "an Anthropic tool_result with is_error=true cannot be represented: "
-                        "send the error as the result's text", part="tool_result.is_error")
-                out.append(Message(role="tool", tool_call_id=block["tool_use_id"],
-                                   content=_content(block.get("content", ""))))
-            elif kind == "tool_use":
-                calls.append(ToolCall(id=block["id"], name=block["name"],
-                                      arguments=json.dumps(block.get("input") or {})))
-            else:
-                parts.append(part_from_anthropic(block))
-        if parts or calls or not content:
-            out.append(Message(role=role, content=tuple(parts), tool_calls=tuple(calls)))
-    return out
-
-
-def tools_from_anthropic(tools: list[dict[str, Any]]) -> tuple[Tool, ...]:
-    return tuple(Tool(name=t["name"], description=t.get("description") or "",
-                      parameters=t.get("input_schema") or {}) for t in tools)
+# -- answers ----------------------------------------------------------------------------------
 
 
 def answer_from_anthropic(blocks: list[dict[str, Any]], skip_tool: str | None = None

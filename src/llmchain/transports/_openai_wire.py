@@ -1,8 +1,9 @@
-"""Neutral messages, tools and answers ⇄ OpenAI Chat Completions JSON, both ways.
+"""Neutral messages and tools → OpenAI Chat Completions JSON, and its answers → neutral ones.
 
 Pure functions: the transport encodes with ``messages_to_openai`` / ``tools_to_openai`` and
-decodes answers with ``answer_from_openai``; ``messages_from_openai`` reads the message dicts
-users already have (and makes round-trip tests possible). Mapping table: docs/content.md.
+decodes answers with ``answer_from_openai``, reading parts and tool calls with the core's
+readers (``llmchain.messages._from_openai``, which also read the message dicts users already
+have and make round-trip tests possible). Mapping table: docs/content.md.
 """
 
 from __future__ import annotations
@@ -12,28 +13,16 @@ from typing import Any
 
 from .._content import AnyPart, DocumentPart, ImagePart, RawPart, TextPart
 from .._exceptions import UnsupportedContent
-from .._models import Message
-from .._tools import TOOL_CHOICES, Tool, ToolCall
+from .._models import Message, ToolCall
+from .._tools import TOOL_CHOICES, Tool
+from ..messages._from_openai import PROVIDER, part_from_openai, tool_calls_from_openai
 
-PROVIDER = "openai"
-_MESSAGE_KEYS = frozenset({"role", "content", "name", "tool_call_id", "tool_calls"})
 #: Answer message keys that are read, or carry nothing when empty.
 _ANSWER_KEYS = frozenset({"role", "content", "tool_calls", "refusal", "function_call"})
 
 
 def data_url(media_type: str, data: bytes) -> str:
     return f"data:{media_type};base64,{base64.b64encode(data).decode('ascii')}"
-
-
-def split_data_url(url: str) -> tuple[str, bytes] | None:
-    """(media type, bytes) of a base64 ``data:`` URL, else None."""
-    if not url.startswith("data:") or ";base64," not in url:
-        return None
-    head, _, payload = url[5:].partition(";base64,")
-    try:
-        return head, base64.b64decode(payload, validate=True)
-    except ValueError:
-        return None
 
 
 def _unsupported(where: str, what: str, transport: str, why: str) -> UnsupportedContent:
@@ -105,63 +94,7 @@ def tool_choice_to_openai(choice: str) -> Any:
     return choice if choice in TOOL_CHOICES else {"type": "function", "function": {"name": choice}}
 
 
-# -- from OpenAI ------------------------------------------------------------------------------
-
-
-def part_from_openai(item: Any) -> AnyPart:
-    if isinstance(item, str):
-        return TextPart(text=item)
-    kind = item.get("type")
-    if kind == "text" and set(item) <= {"type", "text"}:
-        return TextPart(text=item["text"])
-    if kind == "image_url" and set(item) <= {"type", "image_url"}:
-        image = item["image_url"]
-        image = {"url": image} if isinstance(image, str) else image
-        if set(image) <= {"url", "detail"}:
-            decoded = split_data_url(image["url"])
-            detail = image.get("detail")
-            if decoded is not None:
-                return ImagePart(data=decoded[1], media_type=decoded[0], detail=detail)
-            return ImagePart(url=image["url"], detail=detail)
-    if kind == "file" and set(item) <= {"type", "file"}:
-        file = item["file"]
-        decoded = split_data_url(file.get("file_data") or "")
-        if decoded is not None and set(file) <= {"file_data", "filename"}:
-            return DocumentPart(data=decoded[1], media_type=decoded[0], name=file.get("filename"))
-    return RawPart(provider=PROVIDER, data=dict(item))  # kept verbatim (file_id, input_audio...)
-
-
-def tool_calls_from_openai(calls: list[dict[str, Any]]) -> tuple[ToolCall, ...]:
-    return tuple(ToolCall(id=c.get("id") or "", name=c["function"]["name"],
-                          arguments=c["function"].get("arguments") or "") for c in calls)
-
-
-def message_from_openai(item: dict[str, Any]) -> Message:
-    unknown = set(item) - _MESSAGE_KEYS
-    if unknown:
-        raise UnsupportedContent(f"an OpenAI message has keys llmchain does not represent: "
-                                 f"{sorted(unknown)}", part=f"message keys {sorted(unknown)}")
-    content = item.get("content")
-    return Message(
-        role=item["role"] if item["role"] != "developer" else "system",
-        content="" if content is None else content if isinstance(content, str)
-        else tuple(part_from_openai(p) for p in content),
-        name=item.get("name"), tool_call_id=item.get("tool_call_id"),
-        tool_calls=tool_calls_from_openai(item.get("tool_calls") or []),
-    )
-
-
-def messages_from_openai(items: list[dict[str, Any]]) -> list[Message]:
-    return [message_from_openai(m) for m in items]
-
-
-def tools_from_openai(tools: list[dict[str, Any]]) -> tuple[Tool, ...]:
-    return tuple(Tool(name=t["function"]["name"], description=t["function"].get("description") or "",
-                      parameters=t["function"].get("parameters") or {}) for t in tools)
-
-
-def tool_choice_from_openai(choice: Any) -> str:
-    return choice if isinstance(choice, str) else str(choice["function"]["name"])
+# -- answers ----------------------------------------------------------------------------------
 
 
 def answer_from_openai(message: dict[str, Any]) -> tuple[str, tuple[AnyPart, ...], tuple[ToolCall, ...]]:

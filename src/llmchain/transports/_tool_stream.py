@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .._tools import ToolCall
+from .._models import ToolCall
 
 
 class ToolCallAssembler:

@@ -39,9 +39,8 @@ from .._exceptions import (
     TransportError,
 )
 from .._media_tokens import part_tokens
-from .._models import LLMRequest, LLMResponse, Usage
+from .._models import LLMRequest, LLMResponse, ToolCall, Usage
 from .._stage import StageOptions
-from .._tools import ToolCall
 from ..hookspecs import hookimpl
 
 MockError = Literal["timeout", "rate_limited", "server_error", "overloaded", "reset", "bad_request", "auth"]

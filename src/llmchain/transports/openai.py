@@ -45,10 +45,9 @@ from urllib.parse import urlencode
 from pydantic import Field
 
 from .._clock import REAL_CLOCK, Clock
-from .._models import LLMRequest, LLMResponse, Usage
+from .._models import LLMRequest, LLMResponse, ToolCall, Usage
 from .._stream import ToolCallDelta
 from .._text_buffer import TextBuffer
-from .._tools import ToolCall
 from ..hookspecs import hookimpl
 from ._http import HTTPOptions, HTTPTransport, _keep
 from ._http_errors import error_from_event, malformed

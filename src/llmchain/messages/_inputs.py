@@ -11,8 +11,10 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from ._exceptions import UnsupportedContent
-from ._models import Message
+from .._exceptions import UnsupportedContent
+from .._models import Message
+from ._from_anthropic import messages_from_anthropic
+from ._from_openai import message_from_openai
 
 _OPENAI_PARTS = frozenset({"image_url", "input_audio", "file", "refusal"})
 _ANTHROPIC_PARTS = frozenset({"image", "document", "tool_use", "tool_result", "thinking",
@@ -45,9 +47,6 @@ def style_of(message: Mapping[str, Any]) -> str:
 
 def to_messages(items: Iterable[Message | Mapping[str, Any]]) -> list[Message]:
     """Neutral messages for ``items`` (Messages, and dicts in any of the accepted shapes)."""
-    from .transports._anthropic_wire import messages_from_anthropic
-    from .transports._openai_wire import message_from_openai
-
     out: list[Message] = []
     for item in items:
         if isinstance(item, Message):
