@@ -80,15 +80,24 @@ class ImagePart(_Part):
 
     _data_bytes = field_validator("data", mode="before")(_bytes)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _sniff_media_type(cls, values: Any) -> Any:
+        """Bytes without a media type: named from their magic number before the (frozen)
+        model is built, so nothing is set on it afterwards."""
+        if isinstance(values, dict) and values.get("data") is not None and values.get("media_type") is None:
+            data = _bytes(values["data"])
+            if isinstance(data, bytes):
+                sniffed = sniff_media_type(data)
+                if sniffed is None:
+                    raise ValueError("an image given as data needs media_type (e.g. 'image/png')")
+                values = {**values, "data": data, "media_type": sniffed}
+        return values
+
     @model_validator(mode="after")
     def _one_source(self) -> ImagePart:
         if (self.url is None) == (self.data is None):
             raise ValueError("an image needs exactly one of url or data")
-        if self.data is not None and self.media_type is None:
-            sniffed = sniff_media_type(self.data)
-            if sniffed is None:
-                raise ValueError("an image given as data needs media_type (e.g. 'image/png')")
-            object.__setattr__(self, "media_type", sniffed)
         return self
 
     @classmethod
