@@ -1,28 +1,30 @@
-"""The sync facade's engine: persistent event loops, never one per call.
+"""The sync facade's engine: one event loop, always running on a daemon thread.
 
-* The main thread, when no loop runs in it (a plain script), gets one persistent loop of its
-  own and drives it with ``run_until_complete``: no thread hop, the cheapest sync path.
-* Any other thread, and a thread whose loop is already running (Jupyter), submits the call to
-  one shared loop on a daemon thread and waits for it.
+Every sync call (``complete``, ``complete_json``, ``embed``, ``close``, a sync stream's steps),
+from any thread, the main one and one whose own loop is already running (Jupyter) included, is
+handed to this one loop and the calling thread blocks until it is done. Hence:
 
-The main thread's loop runs only during calls, so what happened on its sockets in between (a
-server closing an idle keep-alive connection: uvicorn does after 5 s) is still unseen when the
-next call starts, and the pool would hand out the dead connection. So each call first lets the
-loop process its pending events (``_caught_up``: two non-blocking iterations, a few µs), which
-drops such connections; a close that races the request itself is covered by the engines'
-one re-send (docs/transports.md). The per-call cost of both paths is in docs/benchmarks.md.
+* one connection pool per transport for all sync calls (transports keep one per loop), and
+  loop-bound objects (pools, events, a stream's pump) never meet a second loop: a sync stream
+  started in one thread can be read in another;
+* the loop runs between calls, so a server closing an idle keep-alive connection is seen when
+  it happens and the pool drops it before a call could pick it;
+* a call costs one hand-over to the loop thread and back (docs/benchmarks.md, "The sync
+  facade"); the hand-over is a callback and a lock, not ``run_coroutine_threadsafe``'s
+  future machinery, which costs about a third more.
 
-Both loops are recreated after ``fork()``.
+Ctrl-C in the waiting thread cancels the call and waits for its stages to unwind. A sync call
+made on the loop thread itself (an async stage calling ``chain.complete``) would wait for
+itself: it is a ``RuntimeError``. After ``fork()`` the child starts a loop of its own on first use.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import threading
 from collections.abc import Coroutine
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 T = TypeVar("T")
 
@@ -33,17 +35,15 @@ class LoopThread:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
-        self._pid = 0
-        self._main_loop: asyncio.AbstractEventLoop | None = None
-        self._main_pid = 0
+        self._ident: int | None = None
 
     def loop(self) -> asyncio.AbstractEventLoop:
+        """The loop, started on first use (and again in a forked child)."""
         loop = self._loop
-        if loop is not None and self._pid == os.getpid():
+        if loop is not None:
             return loop
         with self._lock:
-            if self._loop is None or self._pid != os.getpid():
+            if self._loop is None:
                 ready = threading.Event()
                 new_loop = asyncio.new_event_loop()
 
@@ -55,68 +55,73 @@ class LoopThread:
                 thread = threading.Thread(target=run, name="llmchain-loop", daemon=True)
                 thread.start()
                 ready.wait()
-                self._loop, self._thread, self._pid = new_loop, thread, os.getpid()
+                self._ident = thread.ident
+                self._loop = new_loop
             return self._loop
 
     def in_loop_thread(self) -> bool:
-        return self._thread is not None and threading.current_thread() is self._thread
+        return self._ident is not None and threading.get_ident() == self._ident
 
     def run(self, coro: Coroutine[Any, Any, T]) -> T:
-        """Run ``coro`` to completion on a persistent loop, blocking this thread."""
-        if threading.current_thread() is threading.main_thread() and not _loop_running():
-            return self._run_on_main_loop(coro)
-        return self.run_in_thread(coro)
-
-    def _run_on_main_loop(self, coro: Coroutine[Any, Any, T]) -> T:
-        loop = self._main_loop
-        if loop is None or loop.is_closed() or self._main_pid != os.getpid():
-            loop = self._main_loop = asyncio.new_event_loop()
-            self._main_pid = os.getpid()
-        task = loop.create_task(_caught_up(coro))
-        try:
-            return loop.run_until_complete(task)
-        except BaseException:
-            if not task.done():  # KeyboardInterrupt: cancel the call, leave the loop reusable
-                task.cancel()
-                with contextlib.suppress(BaseException):
-                    loop.run_until_complete(task)
-            raise
-
-    def run_in_thread(self, coro: Coroutine[Any, Any, T]) -> T:
-        """Run ``coro`` on the shared loop thread and block this thread until it finishes."""
-        if self.in_loop_thread():
+        """Run ``coro`` on the loop thread to completion, blocking this thread."""
+        loop = self._loop or self.loop()
+        if threading.get_ident() == self._ident:
             coro.close()
             raise RuntimeError(
                 "a sync llmchain call was made from inside an async llmchain stage; "
                 "use `await chain.acomplete(...)` there"
             )
-        future = asyncio.run_coroutine_threadsafe(coro, self.loop())
+        call = _Call(coro)
         try:
-            return future.result()
-        except BaseException:
-            future.cancel()  # KeyboardInterrupt in the waiting thread: stop the call too
+            loop.call_soon_threadsafe(call.start)  # runs in a copy of this thread's context
+            call.done.acquire()
+        except BaseException:  # KeyboardInterrupt: stop the call, let its stages unwind
+            loop.call_soon_threadsafe(call.cancel)  # after start, if it was scheduled: in order
+            call.done.acquire()
             raise
+        task = call.task
+        if task is None:
+            raise RuntimeError("llmchain's loop could not start the call")
+        return task.result()
+
+    def _forget(self) -> None:
+        """In a forked child: the parent's loop thread does not exist here."""
+        self._lock = threading.Lock()
+        self._loop = self._ident = None
 
 
-async def _caught_up(coro: Coroutine[Any, Any, T]) -> T:
-    """``coro``, after two non-blocking loop iterations: I/O that arrived while the loop was
-    stopped (a peer's FIN) is read in the first; by the second the connection is closing, and a
-    pool no longer hands it out."""
-    try:
-        await asyncio.sleep(0)
-        await asyncio.sleep(0)
-    except BaseException:
-        coro.close()  # cancelled before it started
-        raise
-    return await coro
+class _Call(Generic[T]):
+    """One sync call: its task on the loop, and a lock the waiting thread blocks on (released
+    when the task is done; cheaper than a ``concurrent.futures.Future``'s condition)."""
 
+    __slots__ = ("coro", "done", "task")
 
-def _loop_running() -> bool:
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return False
-    return True
+    def __init__(self, coro: Coroutine[Any, Any, T]) -> None:
+        self.coro = coro
+        self.task: asyncio.Task[T] | None = None
+        self.done = threading.Lock()
+        self.done.acquire()
+
+    def start(self) -> None:
+        try:
+            self.task = asyncio.get_running_loop().create_task(self.coro)
+        except BaseException:
+            self.coro.close()
+            self.done.release()  # the waiting thread must not hang: it finds no task
+            raise
+        self.task.add_done_callback(self._finished)
+
+    def _finished(self, _: object) -> None:
+        self.done.release()
+
+    def cancel(self) -> None:
+        if self.task is not None:
+            self.task.cancel()
+        elif self.done.locked():  # interrupted before ``start`` was scheduled: it never will be
+            self.coro.close()
+            self.done.release()
 
 
 LOOP = LoopThread()
+if hasattr(os, "register_at_fork"):  # POSIX
+    os.register_at_fork(after_in_child=LOOP._forget)

@@ -1,8 +1,13 @@
-"""The sync facade: scripts, many threads, inside a running loop; no loop or thread per call."""
+"""The sync facade: scripts, many threads, inside a running loop, all on llmchain's one loop
+thread; no loop or thread per call."""
 
 from __future__ import annotations
 
 import asyncio
+import contextvars
+import os
+import signal
+import socket
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
@@ -33,6 +38,7 @@ def test_sync_calls_reuse_one_loop_and_thread() -> None:
     for i in range(20):
         assert chain.complete(f"m{i}").text == f"m{i}"
     assert len(spy.loops) == 1 and len(spy.threads) == 1
+    assert spy.threads != {threading.get_ident()}  # the loop thread ran them, not the caller
     assert threading.active_count() <= before + 1  # at most the one loop thread, started once
 
 
@@ -84,41 +90,123 @@ def test_sync_call_from_inside_the_loop_thread_is_refused_clearly() -> None:
         future.result(timeout=10)
 
 
-def test_the_main_threads_loop_sees_closes_that_happened_between_calls() -> None:
-    """A peer's FIN that arrived while the loop was stopped is processed before the next call
-    (so a pool drops the dead connection), not during it."""
-    import select
-    import socket
+def test_every_sync_call_runs_on_the_one_loop_whatever_the_calling_thread() -> None:
+    """Main thread, another thread, a thread whose loop is running (Jupyter): one loop, one
+    thread, so loop-bound things (a transport's pool, a stage's asyncio primitives) are shared."""
+    spy = LoopSpy()
+    chain = Chain([spy], MockTransport())
+    chain.complete("main")
+    worker = threading.Thread(target=lambda: chain.complete("worker"))
+    worker.start()
+    worker.join(10)
 
-    from llmchain._loop import _caught_up
+    async def notebook_cell() -> None:
+        chain.complete("cell")
+
+    asyncio.run(notebook_cell())
+    assert spy.loops == {id(LOOP.loop())} and spy.threads == {LOOP._ident}
+
+
+def test_the_loop_sees_a_peer_close_an_idle_connection_with_no_call_running() -> None:
+    """What a server's keep-alive timeout does between two calls is handled when it happens, so
+    the pool never hands out the dead connection (no catch-up step before each call)."""
+    lost = threading.Event()
 
     class Watch(asyncio.Protocol):
-        lost = False
-        transport: asyncio.BaseTransport | None = None
-
-        def connection_made(self, transport: asyncio.BaseTransport) -> None:
-            self.transport = transport
-
         def connection_lost(self, exc: Exception | None) -> None:
-            self.lost = True
+            lost.set()
 
-        def transport_closing(self) -> bool:  # what aiohttp's pool checks before reuse
-            return self.lost or (self.transport is not None and self.transport.is_closing())
-
-    loop = asyncio.new_event_loop()
     listener = socket.create_server(("127.0.0.1", 0))
     try:
-        transport, watch = loop.run_until_complete(
-            loop.create_connection(Watch, *listener.getsockname()[:2]))
+        async def connect() -> asyncio.BaseTransport:
+            transport, _ = await asyncio.get_running_loop().create_connection(
+                Watch, *listener.getsockname()[:2])
+            return transport
+
+        transport = LOOP.run(connect())
         peer, _ = listener.accept()
-        peer.close()  # the server closes the idle connection while no call runs
-        select.select([transport.get_extra_info("socket")], [], [], 5)  # the FIN has arrived
-        assert not watch.lost
-
-        async def first_step_of_a_call() -> bool:
-            return watch.transport_closing()
-
-        assert loop.run_until_complete(_caught_up(first_step_of_a_call()))
+        peer.close()  # the server closes the idle connection; no llmchain call runs after this
+        assert lost.wait(10)
+        assert transport.is_closing()
     finally:
         listener.close()
-        loop.close()
+
+
+def test_a_sync_call_sees_the_callers_context_variables() -> None:
+    """The call runs in a copy of the calling thread's context (as ``asyncio.run`` would), so a
+    tracing span or request scope set around ``chain.complete`` reaches the stages."""
+    scope: contextvars.ContextVar[str] = contextvars.ContextVar("scope", default="none")
+    seen: list[str] = []
+
+    class Reads:
+        async def handle(self, request: LLMRequest, call_next: Next) -> LLMResponse:
+            seen.append(scope.get())
+            return await call_next(request)
+
+    chain = Chain([Reads()], MockTransport())
+
+    def call_in(value: str) -> None:
+        scope.set(value)
+        chain.complete("x")
+
+    call_in("main")
+    worker = threading.Thread(target=call_in, args=("worker",))
+    worker.start()
+    worker.join(10)
+    assert seen == ["main", "worker"]
+
+
+@pytest.mark.skipif(not hasattr(signal, "pthread_kill"), reason="POSIX signals")
+def test_ctrl_c_in_the_waiting_thread_cancels_the_call_and_the_loop_stays_usable() -> None:
+    assert threading.current_thread() is threading.main_thread()
+    unwound = threading.Event()
+    main = threading.main_thread().ident
+    assert main is not None
+
+    class WaitsForever:
+        async def handle(self, request: LLMRequest, call_next: Next) -> LLMResponse:
+            if request.messages[-1].content == "after":
+                return await call_next(request)
+            signal.pthread_kill(main, signal.SIGINT)  # Ctrl-C, delivered to the waiting thread
+            try:
+                await asyncio.Event().wait()
+            finally:
+                unwound.set()
+            raise AssertionError("not reached")
+
+    chain = Chain([WaitsForever()], MockTransport())
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            chain.complete("before")
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert unwound.is_set()  # the stage was cancelled and unwound before Ctrl-C reached the caller
+    assert chain.complete("after").text == "after"
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="POSIX fork")
+def test_a_forked_child_gets_a_loop_of_its_own() -> None:
+    spy = LoopSpy()
+    chain = Chain([spy], MockTransport())
+    chain.complete("parent")
+    parent_loop = LOOP.loop()
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: the parent's loop thread was not copied
+        ok = False
+        try:
+            ok = (chain.complete("child").text == "child" and LOOP.loop() is not parent_loop
+                  and LOOP.loop().is_running())
+        finally:
+            os.write(write, b"ok" if ok else b"no")
+            os._exit(0)
+    os.close(write)
+    try:
+        answer = os.read(read, 2)
+    finally:
+        os.close(read)
+        os.waitpid(pid, 0)
+    assert answer == b"ok"
+    assert chain.complete("parent again").text == "parent again" and LOOP.loop() is parent_loop
+

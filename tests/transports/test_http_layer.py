@@ -139,11 +139,14 @@ def test_sync_chain_and_async_callers_share_a_transport(fault_server: FaultServe
     worker.start()
     worker.join(5)
     assert results == ["from a thread"]
-    assert len(t._pool) == 2  # the main thread's loop and llmchain's loop thread
+    assert len(t._pool) == 1  # every sync call runs on llmchain's one loop: one pool
 
     async def in_another_loop() -> str:
+        assert chain.complete("sync inside a running loop").text == "sync inside a running loop"
+        assert len(t._pool) == 1  # that one too
         text = (await chain.acomplete("async")).text
-        await chain.aclose()  # here directly, on the loop thread, and later on the idle main loop
+        assert len(t._pool) == 2  # this loop's own
+        await chain.aclose()  # this loop's pool directly, llmchain's loop's on that loop
         return text
 
     assert asyncio.run(in_another_loop()) == "async"
