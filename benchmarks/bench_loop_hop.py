@@ -1,8 +1,10 @@
-"""What seeing idle keep-alive closes costs a sync call, for the two designs weighed in issue 15:
-the main thread's own persistent loop (no thread hop) as before, with the catch-up step it now
-takes (``_loop._caught_up``: two non-blocking loop iterations before each call), and the
-alternative of handing every sync call to the always-running loop thread. Same process,
-interleaved rounds, medians.
+"""What the sync facade costs a call: the one design now (every sync call handed to llmchain's
+always-running loop thread, ``_loop.LOOP.run``) against the two it replaced, reproduced here:
+the main thread's own persistent loop driven by ``run_until_complete`` with the catch-up step
+that let it see idle keep-alive closes (two ``asyncio.sleep(0)`` before each call), and the old
+hand-over to the loop thread through ``asyncio.run_coroutine_threadsafe`` (other threads and
+Jupyter). The main-thread loop without the catch-up (before issue 15; it missed idle closes)
+is the floor. Same process, interleaved rounds, medians; "CPU" counts both threads.
 
 Usage::
 
@@ -16,7 +18,7 @@ import asyncio
 import statistics
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +27,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 async def nothing() -> int:
     return 1
+
+
+async def caught_up(coro: Coroutine[Any, Any, Any]) -> Any:
+    """The removed ``_loop._caught_up``: two non-blocking loop iterations, then the call."""
+    await asyncio.sleep(0)
+    await asyncio.sleep(0)
+    return await coro
 
 
 def main() -> None:
@@ -39,17 +48,21 @@ def main() -> None:
     main_loop = asyncio.new_event_loop()
     chain = Chain([], MockTransport())
 
-    from llmchain._loop import _caught_up
-
-    def before(coro: Any) -> Any:
+    def main_thread_loop(coro: Any) -> Any:
         return main_loop.run_until_complete(coro)
 
-    def caught_up(coro: Any) -> Any:
-        return main_loop.run_until_complete(_caught_up(coro))
+    def main_thread_loop_caught_up(coro: Any) -> Any:
+        return main_loop.run_until_complete(caught_up(coro))
 
-    ways = {"main-thread loop, as before issue 15": before,
-            "main-thread loop + catch-up (now)": caught_up,
-            "loop thread (the alternative)": LOOP.run_in_thread}
+    def run_coroutine_threadsafe(coro: Any) -> Any:
+        return asyncio.run_coroutine_threadsafe(coro, LOOP.loop()).result()
+
+    ways: dict[str, Callable[[Any], Any]] = {
+        "main-thread loop, no catch-up (before issue 15; missed idle closes)": main_thread_loop,
+        "main-thread loop + catch-up (old design, main thread)": main_thread_loop_caught_up,
+        "loop thread via run_coroutine_threadsafe (old design, other threads)": run_coroutine_threadsafe,
+        "loop thread via LOOP.run (now, every thread)": LOOP.run,
+    }
     contenders: dict[str, Callable[[], Any]] = {}
     for way, run in ways.items():
         contenders[f"empty coroutine, {way}"] = lambda run=run: run(nothing())

@@ -1,127 +1,239 @@
-"""The sync facade's engine: one event loop, always running on a daemon thread.
+"""The sync facade's engine: one event loop for every sync call, driven by the threads that call.
 
 Every sync call (``complete``, ``complete_json``, ``embed``, ``close``, a sync stream's steps),
-from any thread, the main one and one whose own loop is already running (Jupyter) included, is
-handed to this one loop and the calling thread blocks until it is done. Hence:
+from any thread, the main one and one whose own loop is already running (Jupyter) included,
+runs on this one loop. The calling thread drives it (``run_until_complete``) unless another
+thread is driving it already; then the call is handed to that thread's run of the loop and the
+caller waits, and whoever finishes first hands the loop to a caller whose call is still running.
+Hence:
 
 * one connection pool per transport for all sync calls (transports keep one per loop), and
   loop-bound objects (pools, events, a stream's pump) never meet a second loop: a sync stream
   started in one thread can be read in another;
-* the loop runs between calls, so a server closing an idle keep-alive connection is seen when
-  it happens and the pool drops it before a call could pick it;
-* a call costs one hand-over to the loop thread and back (docs/benchmarks.md, "The sync
-  facade"); the hand-over is a callback and a lock, not ``run_coroutine_threadsafe``'s
-  future machinery, which costs about a third more.
+* a lone caller (a script, one thread at a time) pays no thread hand-over: the loop runs in its
+  own thread. An always-running loop thread was measured and not chosen: the hand-over to it
+  and back costs about 100 µs of CPU per HTTP call on a 2-core machine, which broke the
+  sequential-call goal (docs/benchmarks.md, "The sync facade");
+* the loop runs only during calls, so what happened on its sockets in between (a server closing
+  an idle keep-alive connection: uvicorn does after 5 s) is still unseen when the next call
+  starts, and the pool would hand out the dead connection. So a thread that starts driving the
+  loop first lets it process its pending events (``_caught_up``: two non-blocking iterations, a
+  few µs), which drops such connections; a close that races the request itself is covered by
+  the engines' one re-send (docs/transports.md).
 
-Ctrl-C in the waiting thread cancels the call and waits for its stages to unwind. A sync call
-made on the loop thread itself (an async stage calling ``chain.complete``) would wait for
-itself: it is a ``RuntimeError``. After ``fork()`` the child starts a loop of its own on first use.
+In a thread whose own loop is running (Jupyter), that loop is set aside while this one runs
+(the call blocks the thread either way). Ctrl-C in a calling thread cancels its call and waits
+for its stages to unwind. A sync call made while the thread is driving the loop (an async stage
+calling ``chain.complete``) would wait for itself: it is a ``RuntimeError``. After ``fork()``
+the child starts a loop of its own.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import threading
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any, Generic, TypeVar
 
 T = TypeVar("T")
 
 
-class LoopThread:
-    """A lazily started event loop running forever on a daemon thread."""
+class SharedLoop:
+    """One event loop, created on first use, driven in turn by the threads that call."""
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
+        self._mutex = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._ident: int | None = None
+        self._driver: int | None = None  # ident of the thread driving the loop now
+        self._waiting: list[_Call[Any]] = []  # other threads' calls, started and not yet done
 
     def loop(self) -> asyncio.AbstractEventLoop:
-        """The loop, started on first use (and again in a forked child)."""
         loop = self._loop
-        if loop is not None:
-            return loop
-        with self._lock:
-            if self._loop is None:
-                ready = threading.Event()
-                new_loop = asyncio.new_event_loop()
-
-                def run() -> None:
-                    asyncio.set_event_loop(new_loop)
-                    new_loop.call_soon(ready.set)
-                    new_loop.run_forever()
-
-                thread = threading.Thread(target=run, name="llmchain-loop", daemon=True)
-                thread.start()
-                ready.wait()
-                self._ident = thread.ident
-                self._loop = new_loop
-            return self._loop
+        if loop is None:
+            with self._mutex:
+                if self._loop is None:
+                    self._loop = asyncio.new_event_loop()
+                loop = self._loop
+        return loop
 
     def in_loop_thread(self) -> bool:
-        return self._ident is not None and threading.get_ident() == self._ident
+        """Whether this thread is driving the loop now (so a sync call here would deadlock)."""
+        return self._driver == threading.get_ident()
 
     def run(self, coro: Coroutine[Any, Any, T]) -> T:
-        """Run ``coro`` on the loop thread to completion, blocking this thread."""
+        """Run ``coro`` to completion on the loop, blocking this thread."""
         loop = self._loop or self.loop()
-        if threading.get_ident() == self._ident:
+        call = _Call(self, coro, loop)
+        with self._mutex:  # nothing allocated under it: a finaliser run by the GC may want it
+            nested = self._driver == call.thread
+            drive = self._driver is None
+            if drive:
+                self._driver = call.thread
+            elif not nested:
+                self._waiting.append(call)
+        if nested:
             coro.close()
             raise RuntimeError(
                 "a sync llmchain call was made from inside an async llmchain stage; "
                 "use `await chain.acomplete(...)` there"
             )
-        call = _Call(coro)
+        if drive:
+            self._drive(call, catch_up=True)
+        else:
+            self._wait(call)
+        return call.result()
+
+    def run_if_idle(self, make: Callable[[], Coroutine[Any, Any, None]]) -> bool:
+        """Run ``make()`` now if no thread is driving the loop; else return False at once.
+        Never blocks: for finalisers, which run wherever the garbage collector happens to."""
+        loop = self._loop or self.loop()
+        if not self._mutex.acquire(blocking=False):
+            return False
         try:
-            loop.call_soon_threadsafe(call.start)  # runs in a copy of this thread's context
-            call.done.acquire()
+            idle = self._driver is None
+            if idle:
+                self._driver = threading.get_ident()
+        finally:
+            self._mutex.release()
+        if not idle:
+            return False
+        try:
+            call = _Call(self, make(), loop)
+        except BaseException:
+            self._hand_over()
+            raise
+        self._drive(call, catch_up=False)
+        return True
+
+    def _wait(self, call: _Call[Any]) -> None:
+        """Hand ``call`` to the thread driving the loop; wait until it is done, or until that
+        thread hands the loop over to this one while the call still runs."""
+        loop = call.loop
+        try:
+            loop.call_soon_threadsafe(call.start)  # in a copy of this thread's context
+            call.wake.acquire()
         except BaseException:  # KeyboardInterrupt: stop the call, let its stages unwind
             loop.call_soon_threadsafe(call.cancel)  # after start, if it was scheduled: in order
-            call.done.acquire()
+            call.wake.acquire()
+            if call.drives:
+                self._drive(call, catch_up=False)
             raise
-        task = call.task
-        if task is None:
-            raise RuntimeError("llmchain's loop could not start the call")
-        return task.result()
+        if call.drives:
+            self._drive(call, catch_up=False)
+
+    def _drive(self, call: _Call[Any], *, catch_up: bool) -> None:
+        """Run the loop in this thread until ``call`` is done, then hand it on."""
+        loop = call.loop
+        outer = asyncio._get_running_loop()  # Jupyter's, set aside while this loop runs
+        if outer is not None:
+            asyncio._set_running_loop(None)
+        try:
+            if call.task is None and call.drives is False:
+                call.start(catch_up=catch_up)
+            try:
+                loop.run_until_complete(call.finished)
+            except BaseException:  # KeyboardInterrupt: cancel the call, leave the loop reusable
+                call.cancel()
+                while not call.finished.done():
+                    with contextlib.suppress(BaseException):
+                        loop.run_until_complete(call.finished)
+                raise
+        finally:
+            self._hand_over()
+            if outer is not None:
+                asyncio._set_running_loop(outer)
+
+    def _hand_over(self) -> None:
+        """The loop is free: give it to a waiting thread whose call still runs, if any."""
+        with self._mutex:
+            if self._waiting:
+                successor = self._waiting.pop(0)
+                self._driver = successor.thread
+                successor.drives = True
+                successor.wake.release()
+            else:
+                self._driver = None
+
+    def _done(self, call: _Call[Any]) -> None:
+        """On the loop: a waiting thread's call is done; wake that thread."""
+        with self._mutex:
+            if call in self._waiting:
+                self._waiting.remove(call)
+                call.wake.release()
 
     def _forget(self) -> None:
-        """In a forked child: the parent's loop thread does not exist here."""
-        self._lock = threading.Lock()
-        self._loop = self._ident = None
+        """In a forked child: the parent's threads (and whichever drove the loop) are gone."""
+        self._mutex = threading.Lock()
+        self._loop = self._driver = None
+        self._waiting = []
 
 
 class _Call(Generic[T]):
-    """One sync call: its task on the loop, and a lock the waiting thread blocks on (released
-    when the task is done; cheaper than a ``concurrent.futures.Future``'s condition)."""
+    """One sync call: its coroutine, its task on the loop, a future set when it is done, and
+    the lock its thread waits on when another thread drives the loop."""
 
-    __slots__ = ("coro", "done", "task")
+    __slots__ = ("coro", "drives", "finished", "loop", "owner", "task", "thread", "wake")
 
-    def __init__(self, coro: Coroutine[Any, Any, T]) -> None:
+    def __init__(self, owner: SharedLoop, coro: Coroutine[Any, Any, T],
+                 loop: asyncio.AbstractEventLoop) -> None:
+        self.owner = owner
         self.coro = coro
+        self.loop = loop
+        self.thread = threading.get_ident()
         self.task: asyncio.Task[T] | None = None
-        self.done = threading.Lock()
-        self.done.acquire()
+        self.finished: asyncio.Future[None] = loop.create_future()
+        self.drives = False  # set when the loop is handed to this call's thread
+        self.wake = threading.Lock()
+        self.wake.acquire()
 
-    def start(self) -> None:
+    def start(self, catch_up: bool = False) -> None:
+        coro: Coroutine[Any, Any, T] = _caught_up(self.coro) if catch_up else self.coro
         try:
-            self.task = asyncio.get_running_loop().create_task(self.coro)
-        except BaseException:
-            self.coro.close()
-            self.done.release()  # the waiting thread must not hang: it finds no task
+            self.task = self.loop.create_task(coro)
+        except BaseException as exc:
+            coro.close()
+            self.finished.set_exception(exc)
+            self._release()
             raise
-        self.task.add_done_callback(self._finished)
+        self.task.add_done_callback(self._task_done)
 
-    def _finished(self, _: object) -> None:
-        self.done.release()
+    def _task_done(self, _: object) -> None:
+        self.finished.set_result(None)
+        self._release()
+
+    def _release(self) -> None:
+        self.owner._done(self)
 
     def cancel(self) -> None:
         if self.task is not None:
             self.task.cancel()
-        elif self.done.locked():  # interrupted before ``start`` was scheduled: it never will be
+        elif not self.finished.done():  # interrupted before ``start`` was scheduled
             self.coro.close()
-            self.done.release()
+            self.finished.set_exception(KeyboardInterrupt())
+            self._release()
+
+    def result(self) -> T:
+        if self.task is None:
+            self.finished.result()  # what kept the task from starting
+            raise RuntimeError("llmchain's loop did not start the call")
+        return self.task.result()
 
 
-LOOP = LoopThread()
+async def _caught_up(coro: Coroutine[Any, Any, T]) -> T:
+    """``coro``, after two non-blocking loop iterations: I/O that arrived while the loop was
+    stopped (a peer's FIN) is read in the first; by the second the connection is closing, and a
+    pool no longer hands it out."""
+    try:
+        await asyncio.sleep(0)
+        await asyncio.sleep(0)
+    except BaseException:
+        coro.close()  # cancelled before it started
+        raise
+    return await coro
+
+
+LOOP = SharedLoop()
 if hasattr(os, "register_at_fork"):  # POSIX
     os.register_at_fork(after_in_child=LOOP._forget)

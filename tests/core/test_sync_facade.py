@@ -1,5 +1,5 @@
-"""The sync facade: scripts, many threads, inside a running loop, all on llmchain's one loop
-thread; no loop or thread per call."""
+"""The sync facade: scripts, many threads, inside a running loop, all on llmchain's one loop,
+driven by the calling threads; no loop or thread per call."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import os
 import signal
 import socket
 import threading
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -37,9 +38,9 @@ def test_sync_calls_reuse_one_loop_and_thread() -> None:
     before = threading.active_count()
     for i in range(20):
         assert chain.complete(f"m{i}").text == f"m{i}"
-    assert len(spy.loops) == 1 and len(spy.threads) == 1
-    assert spy.threads != {threading.get_ident()}  # the loop thread ran them, not the caller
-    assert threading.active_count() <= before + 1  # at most the one loop thread, started once
+    assert spy.loops == {id(LOOP.loop())}
+    assert spy.threads == {threading.get_ident()}  # a lone caller drives the loop: no thread hop
+    assert threading.active_count() == before  # and no thread is started for it
 
 
 def test_sync_from_many_threads_at_once() -> None:
@@ -79,15 +80,25 @@ def test_sync_errors_are_the_same_typed_errors() -> None:
     assert info.value.retry_after == 3
 
 
-def test_sync_call_from_inside_the_loop_thread_is_refused_clearly() -> None:
-    chain = Chain([], MockTransport())
+def test_sync_call_from_inside_a_stage_is_refused_clearly() -> None:
+    """An async stage runs on the thread driving the loop; a sync call there would wait for
+    itself."""
+    refused: list[str] = []
 
-    async def nested() -> None:
-        chain.complete("deadlock?")
+    class CallsSync:
+        async def handle(self, request: LLMRequest, call_next: Next) -> LLMResponse:
+            if request.messages[-1].content == "outer":
+                with pytest.raises(RuntimeError) as info:
+                    chain.complete("deadlock?")
+                refused.append(str(info.value))
+            return await call_next(request)
 
-    future = asyncio.run_coroutine_threadsafe(nested(), LOOP.loop())
-    with pytest.raises(RuntimeError, match=r"use `await chain\.acomplete"):
-        future.result(timeout=10)
+    chain = Chain([CallsSync()], MockTransport())
+    assert chain.complete("outer").text == "outer"
+    worker = threading.Thread(target=chain.complete, args=("outer",))
+    worker.start()
+    worker.join(10)
+    assert len(refused) == 2 and all("use `await chain.acomplete" in r for r in refused)
 
 
 def test_every_sync_call_runs_on_the_one_loop_whatever_the_calling_thread() -> None:
@@ -104,32 +115,84 @@ def test_every_sync_call_runs_on_the_one_loop_whatever_the_calling_thread() -> N
         chain.complete("cell")
 
     asyncio.run(notebook_cell())
-    assert spy.loops == {id(LOOP.loop())} and spy.threads == {LOOP._ident}
+    assert spy.loops == {id(LOOP.loop())}
 
 
-def test_the_loop_sees_a_peer_close_an_idle_connection_with_no_call_running() -> None:
-    """What a server's keep-alive timeout does between two calls is handled when it happens, so
-    the pool never hands out the dead connection (no catch-up step before each call)."""
-    lost = threading.Event()
+def test_a_close_that_happened_between_calls_is_seen_before_the_next_call_starts() -> None:
+    """A peer's FIN that arrived while no thread drove the loop is processed before the next
+    call's first step (so a pool drops the dead connection), not during it."""
+    import select
 
     class Watch(asyncio.Protocol):
+        transport: asyncio.BaseTransport | None = None
+        lost = False
+
+        def connection_made(self, transport: asyncio.BaseTransport) -> None:
+            self.transport = transport
+
         def connection_lost(self, exc: Exception | None) -> None:
-            lost.set()
+            self.lost = True
+
+        def closing(self) -> bool:  # what aiohttp's pool checks before reuse
+            return self.lost or (self.transport is not None and self.transport.is_closing())
 
     listener = socket.create_server(("127.0.0.1", 0))
     try:
-        async def connect() -> asyncio.BaseTransport:
-            transport, _ = await asyncio.get_running_loop().create_connection(
+        async def connect() -> tuple[asyncio.BaseTransport, Watch]:
+            return await asyncio.get_running_loop().create_connection(
                 Watch, *listener.getsockname()[:2])
-            return transport
 
-        transport = LOOP.run(connect())
+        transport, watch = LOOP.run(connect())
         peer, _ = listener.accept()
-        peer.close()  # the server closes the idle connection; no llmchain call runs after this
-        assert lost.wait(10)
-        assert transport.is_closing()
+        peer.close()  # the server closes the idle connection while no call runs
+        select.select([transport.get_extra_info("socket")], [], [], 5)  # the FIN has arrived
+        assert not watch.closing()
+
+        async def first_step_of_a_call() -> bool:
+            return watch.closing()
+
+        assert LOOP.run(first_step_of_a_call())
+        transport.close()
     finally:
         listener.close()
+
+
+def test_a_call_waiting_for_another_threads_call_and_the_loop_handed_over() -> None:
+    """Calls from several threads run on the one loop at once: a call may wait for another
+    thread's call (one loop: one asyncio.Event between them), and when the thread driving the
+    loop is done, the loop is handed to a thread whose call still runs."""
+    first, second = asyncio.Event(), asyncio.Event()
+    a_runs = threading.Event()
+
+    class Gates:
+        async def handle(self, request: LLMRequest, call_next: Next) -> LLMResponse:
+            prompt = request.messages[-1].content
+            if prompt == "a":  # drives the loop, waits for b
+                a_runs.set()
+                await first.wait()
+            elif prompt == "b":  # runs on a's drive of the loop; outlives a's call
+                first.set()
+                await second.wait()
+            else:
+                second.set()
+            return await call_next(request)
+
+    chain = Chain([Gates()], MockTransport())
+    results: dict[str, str] = {}
+
+    def call(prompt: str) -> None:
+        results[prompt] = chain.complete(prompt).text
+
+    a = threading.Thread(target=call, args=("a",))
+    a.start()
+    assert a_runs.wait(10)
+    b = threading.Thread(target=call, args=("b",))
+    b.start()
+    a.join(10)
+    assert results.get("a") == "a" and b.is_alive()  # b's call goes on, on the loop b now drives
+    call("c")  # from the main thread: runs on b's drive of the loop, and lets b finish
+    b.join(10)
+    assert results == {"a": "a", "b": "b", "c": "c"}
 
 
 def test_a_sync_call_sees_the_callers_context_variables() -> None:
@@ -156,33 +219,80 @@ def test_a_sync_call_sees_the_callers_context_variables() -> None:
     assert seen == ["main", "worker"]
 
 
-@pytest.mark.skipif(not hasattr(signal, "pthread_kill"), reason="POSIX signals")
-def test_ctrl_c_in_the_waiting_thread_cancels_the_call_and_the_loop_stays_usable() -> None:
-    assert threading.current_thread() is threading.main_thread()
-    unwound = threading.Event()
+class WaitsForCtrlC:
+    """Blocks its call until Ctrl-C; says when the call runs and when it has unwound. The call
+    prompted "release" ends the one prompted "held" (on the loop: one asyncio.Event)."""
+
+    def __init__(self) -> None:
+        self.running = threading.Event()
+        self.unwound = threading.Event()
+        self.held = asyncio.Event()
+
+    async def handle(self, request: LLMRequest, call_next: Next) -> LLMResponse:
+        prompt = request.messages[-1].content
+        if prompt == "release":
+            self.held.set()
+        elif prompt == "held":
+            await self.held.wait()
+        elif prompt == "interrupted":
+            try:
+                self.running.set()
+                await asyncio.Event().wait()
+            finally:
+                self.unwound.set()
+        return await call_next(request)
+
+
+def ctrl_c_when(running: threading.Event) -> threading.Thread:
+    """Sends SIGINT to the main thread once ``running`` is set, as Ctrl-C would."""
     main = threading.main_thread().ident
     assert main is not None
 
-    class WaitsForever:
-        async def handle(self, request: LLMRequest, call_next: Next) -> LLMResponse:
-            if request.messages[-1].content == "after":
-                return await call_next(request)
-            signal.pthread_kill(main, signal.SIGINT)  # Ctrl-C, delivered to the waiting thread
-            try:
-                await asyncio.Event().wait()
-            finally:
-                unwound.set()
-            raise AssertionError("not reached")
+    def send() -> None:
+        assert running.wait(10)
+        signal.pthread_kill(main, signal.SIGINT)
 
-    chain = Chain([WaitsForever()], MockTransport())
+    sender = threading.Thread(target=send)
+    sender.start()
+    return sender
+
+
+@pytest.fixture
+def sigint_raises() -> Iterator[None]:
+    assert threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGINT, signal.default_int_handler)
-    try:
-        with pytest.raises(KeyboardInterrupt):
-            chain.complete("before")
-    finally:
-        signal.signal(signal.SIGINT, previous)
-    assert unwound.is_set()  # the stage was cancelled and unwound before Ctrl-C reached the caller
-    assert chain.complete("after").text == "after"
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
+@pytest.mark.skipif(not hasattr(signal, "pthread_kill"), reason="POSIX signals")
+def test_ctrl_c_cancels_the_call_of_the_thread_driving_the_loop(sigint_raises: None) -> None:
+    stage = WaitsForCtrlC()
+    chain = Chain([stage], MockTransport())
+    sender = ctrl_c_when(stage.running)
+    with pytest.raises(KeyboardInterrupt):
+        chain.complete("interrupted")
+    sender.join(10)
+    assert stage.unwound.is_set()  # cancelled and unwound before Ctrl-C reached the caller
+    assert chain.complete("after").text == "after"  # the loop is still usable
+
+
+@pytest.mark.skipif(not hasattr(signal, "pthread_kill"), reason="POSIX signals")
+def test_ctrl_c_cancels_the_call_of_a_thread_waiting_for_another_to_drive_the_loop(
+        sigint_raises: None) -> None:
+    stage = WaitsForCtrlC()
+    chain = Chain([stage], MockTransport())
+    driver = threading.Thread(target=chain.complete, args=("held",))  # drives the loop meanwhile
+    driver.start()
+    sender = ctrl_c_when(stage.running)
+    with pytest.raises(KeyboardInterrupt):
+        chain.complete("interrupted")  # runs on the driver's thread; the main thread waits
+    sender.join(10)
+    assert stage.unwound.is_set()
+    assert driver.is_alive()  # the other thread's call was left alone
+    assert chain.complete("release").text == "release"
+    driver.join(10)
+    assert not driver.is_alive()
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="POSIX fork")
@@ -196,8 +306,7 @@ def test_a_forked_child_gets_a_loop_of_its_own() -> None:
     if pid == 0:  # the child: the parent's loop thread was not copied
         ok = False
         try:
-            ok = (chain.complete("child").text == "child" and LOOP.loop() is not parent_loop
-                  and LOOP.loop().is_running())
+            ok = chain.complete("child").text == "child" and LOOP.loop() is not parent_loop
         finally:
             os.write(write, b"ok" if ok else b"no")
             os._exit(0)

@@ -62,12 +62,12 @@ def open_connections(server: FaultServer, settle_s: float = 10.0) -> int:
     return len(server._conns)
 
 
-def pending_tasks(loop: asyncio.AbstractEventLoop) -> int:
-    """Tasks left on llmchain's loop (asked from inside it: it is always running)."""
+def pending_tasks() -> int:
+    """Tasks left on llmchain's loop (every sync call's), asked on it."""
     async def count() -> int:
         return len(asyncio.all_tasks()) - 1  # minus this coroutine's own task
 
-    return asyncio.run_coroutine_threadsafe(count(), loop).result(5)
+    return LOOP.run(count())
 
 
 # -- 1. no hanging forever ------------------------------------------------------------------
@@ -108,7 +108,6 @@ def test_sync_call_ends_at_its_deadline_against_a_hanging_server(
 ) -> None:
     server.set_plan(HANGS[fault])
     chain = Chain([TimeoutMiddleware()], transport_for(server), timeout_s=DEADLINE_S)
-    LOOP.loop()  # the shared loop thread exists once per process: count threads after it
     threads = _threads()
     elapsed: list[float] = []
 
@@ -124,10 +123,9 @@ def test_sync_call_ends_at_its_deadline_against_a_hanging_server(
         worker = threading.Thread(target=call)
         worker.start()
         worker.join(5)
-    loop = LOOP.loop()  # every sync call runs there
     assert len(elapsed) == 1 and elapsed[0] <= DEADLINE_S + SLACK_S
     assert open_connections(server) == 0
-    assert pending_tasks(loop) == 0
+    assert pending_tasks() == 0
     chain.close()
     assert _threads() == threads
 

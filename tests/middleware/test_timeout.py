@@ -208,12 +208,12 @@ def test_client_does_not_hang_forever_async(stages: list[Any]) -> None:
     assert after == before
 
 
-def _pending_tasks(loop: asyncio.AbstractEventLoop) -> int:
-    """Tasks left on llmchain's loop (asked from inside it: it is always running)."""
+def _pending_tasks() -> int:
+    """Tasks left on llmchain's loop (every sync call's), asked on it."""
     async def count() -> int:
         return len(asyncio.all_tasks()) - 1  # minus this coroutine's own task
 
-    return asyncio.run_coroutine_threadsafe(count(), loop).result(5)
+    return LOOP.run(count())
 
 
 @pytest.mark.parametrize("where", ["main-thread", "worker-thread"])
@@ -221,7 +221,6 @@ def _pending_tasks(loop: asyncio.AbstractEventLoop) -> int:
 def test_client_does_not_hang_forever_sync(stages: list[Any], where: str) -> None:
     transport = NeverAnswers()
     chain = Chain(stages, transport, timeout_s=0.2)
-    LOOP.loop()  # the shared loop thread starts once per process; count threads after it exists
     threads = _threads()
     elapsed: list[float] = []
 
@@ -237,11 +236,10 @@ def test_client_does_not_hang_forever_sync(stages: list[Any], where: str) -> Non
         worker = threading.Thread(target=call)
         worker.start()
         worker.join(5)
-    loop = LOOP.loop()  # every sync call runs there
     assert len(elapsed) == 1 and 0.19 <= elapsed[0] < 0.3
     assert transport.cancelled == 1
     assert _threads() == threads
-    assert _pending_tasks(loop) == 0
+    assert _pending_tasks() == 0
 
 
 def test_attempt_timeout_with_retries_ends_within_the_deadline_on_real_time() -> None:
