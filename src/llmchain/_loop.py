@@ -47,7 +47,7 @@ class SharedLoop:
         self._mutex = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._driver: int | None = None  # ident of the thread driving the loop now
-        self._waiting: list[_Call[Any]] = []  # other threads' calls, started and not yet done
+        self._waiting: list[_Call[Any]] = []  # other threads' calls, not yet done
 
     def loop(self) -> asyncio.AbstractEventLoop:
         loop = self._loop
@@ -64,14 +64,14 @@ class SharedLoop:
 
     def run(self, coro: Coroutine[Any, Any, T]) -> T:
         """Run ``coro`` to completion on the loop, blocking this thread."""
-        loop = self._loop or self.loop()
-        call = _Call(self, coro, loop)
-        with self._mutex:  # nothing allocated under it: a finaliser run by the GC may want it
+        call = _Call(self, coro, self._loop or self.loop())
+        with self._mutex:  # never held while the loop runs: its callbacks take it (``_done``)
             nested = self._driver == call.thread
             drive = self._driver is None
             if drive:
                 self._driver = call.thread
             elif not nested:
+                call.will_wait()
                 self._waiting.append(call)
         if nested:
             coro.close()
@@ -80,7 +80,12 @@ class SharedLoop:
                 "use `await chain.acomplete(...)` there"
             )
         if drive:
-            self._drive(call, catch_up=True)
+            try:
+                call.start(catch_up=True)
+            except BaseException:
+                self._hand_over()
+                raise
+            self._drive(call)
         else:
             self._wait(call)
         return call.result()
@@ -101,16 +106,18 @@ class SharedLoop:
             return False
         try:
             call = _Call(self, make(), loop)
+            call.start(catch_up=False)
         except BaseException:
             self._hand_over()
             raise
-        self._drive(call, catch_up=False)
+        self._drive(call)
         return True
 
     def _wait(self, call: _Call[Any]) -> None:
         """Hand ``call`` to the thread driving the loop; wait until it is done, or until that
         thread hands the loop over to this one while the call still runs."""
         loop = call.loop
+        assert call.wake is not None
         try:
             loop.call_soon_threadsafe(call.start)  # in a copy of this thread's context
             call.wake.acquire()
@@ -118,27 +125,26 @@ class SharedLoop:
             loop.call_soon_threadsafe(call.cancel)  # after start, if it was scheduled: in order
             call.wake.acquire()
             if call.drives:
-                self._drive(call, catch_up=False)
+                self._drive(call)
             raise
         if call.drives:
-            self._drive(call, catch_up=False)
+            self._drive(call)
 
-    def _drive(self, call: _Call[Any], *, catch_up: bool) -> None:
-        """Run the loop in this thread until ``call`` is done, then hand it on."""
+    def _drive(self, call: _Call[Any]) -> None:
+        """Run the loop in this thread until ``call`` is done, then hand the loop on."""
         loop = call.loop
+        until: asyncio.Future[Any] = call.finished or call.task  # type: ignore[assignment]
         outer = asyncio._get_running_loop()  # Jupyter's, set aside while this loop runs
         if outer is not None:
             asyncio._set_running_loop(None)
         try:
-            if call.task is None and call.drives is False:
-                call.start(catch_up=catch_up)
             try:
-                loop.run_until_complete(call.finished)
+                loop.run_until_complete(until)
             except BaseException:  # KeyboardInterrupt: cancel the call, leave the loop reusable
                 call.cancel()
-                while not call.finished.done():
+                while not until.done():
                     with contextlib.suppress(BaseException):
-                        loop.run_until_complete(call.finished)
+                        loop.run_until_complete(until)
                 raise
         finally:
             self._hand_over()
@@ -152,6 +158,7 @@ class SharedLoop:
                 successor = self._waiting.pop(0)
                 self._driver = successor.thread
                 successor.drives = True
+                assert successor.wake is not None
                 successor.wake.release()
             else:
                 self._driver = None
@@ -161,6 +168,7 @@ class SharedLoop:
         with self._mutex:
             if call in self._waiting:
                 self._waiting.remove(call)
+                assert call.wake is not None
                 call.wake.release()
 
     def _forget(self) -> None:
@@ -171,8 +179,9 @@ class SharedLoop:
 
 
 class _Call(Generic[T]):
-    """One sync call: its coroutine, its task on the loop, a future set when it is done, and
-    the lock its thread waits on when another thread drives the loop."""
+    """One sync call: its coroutine and its task on the loop; for a call whose thread waits
+    while another drives the loop, also the lock that thread waits on and a future set when the
+    call is done (what that thread runs the loop until, should the loop be handed to it)."""
 
     __slots__ = ("coro", "drives", "finished", "loop", "owner", "task", "thread", "wake")
 
@@ -183,8 +192,12 @@ class _Call(Generic[T]):
         self.loop = loop
         self.thread = threading.get_ident()
         self.task: asyncio.Task[T] | None = None
-        self.finished: asyncio.Future[None] = loop.create_future()
+        self.finished: asyncio.Future[None] | None = None
+        self.wake: threading.Lock | None = None
         self.drives = False  # set when the loop is handed to this call's thread
+
+    def will_wait(self) -> None:
+        self.finished = self.loop.create_future()
         self.wake = threading.Lock()
         self.wake.acquire()
 
@@ -194,29 +207,34 @@ class _Call(Generic[T]):
             self.task = self.loop.create_task(coro)
         except BaseException as exc:
             coro.close()
-            self.finished.set_exception(exc)
-            self._release()
+            self._end(exc)
             raise
-        self.task.add_done_callback(self._task_done)
+        if self.finished is not None:
+            self.task.add_done_callback(self._task_done)
 
     def _task_done(self, _: object) -> None:
-        self.finished.set_result(None)
-        self._release()
+        self._end(None)
 
-    def _release(self) -> None:
-        self.owner._done(self)
+    def _end(self, error: BaseException | None) -> None:
+        finished = self.finished
+        if finished is not None and not finished.done():
+            if error is None:
+                finished.set_result(None)
+            else:
+                finished.set_exception(error)
+            self.owner._done(self)
 
     def cancel(self) -> None:
         if self.task is not None:
             self.task.cancel()
-        elif not self.finished.done():  # interrupted before ``start`` was scheduled
+        else:  # interrupted before ``start`` was scheduled
             self.coro.close()
-            self.finished.set_exception(KeyboardInterrupt())
-            self._release()
+            self._end(KeyboardInterrupt())
 
     def result(self) -> T:
         if self.task is None:
-            self.finished.result()  # what kept the task from starting
+            if self.finished is not None:
+                self.finished.result()  # what kept the task from starting
             raise RuntimeError("llmchain's loop did not start the call")
         return self.task.result()
 
