@@ -12,8 +12,8 @@ Hence:
   started in one thread can be read in another;
 * a lone caller (a script, one thread at a time) pays no thread hand-over: the loop runs in its
   own thread. An always-running loop thread was measured and not chosen: the hand-over to it
-  and back costs about 100 µs of CPU per HTTP call on a 2-core machine, which broke the
-  sequential-call goal (docs/benchmarks.md, "The sync facade");
+  and back cost 75 to 100 µs more CPU per HTTP call on the 2-core machine, which took the
+  sequential call from 0.98x to 1.24x raw httpx's CPU (docs/benchmarks.md, "The sync facade");
 * the loop runs only during calls, so what happened on its sockets in between (a server closing
   an idle keep-alive connection: uvicorn does after 5 s) is still unseen when the next call
   starts, and the pool would hand out the dead connection. So a thread that starts driving the
@@ -57,10 +57,6 @@ class SharedLoop:
                     self._loop = asyncio.new_event_loop()
                 loop = self._loop
         return loop
-
-    def in_loop_thread(self) -> bool:
-        """Whether this thread is driving the loop now (so a sync call here would deadlock)."""
-        return self._driver == threading.get_ident()
 
     def run(self, coro: Coroutine[Any, Any, T]) -> T:
         """Run ``coro`` to completion on the loop, blocking this thread."""

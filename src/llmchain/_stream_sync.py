@@ -78,7 +78,8 @@ class SyncResponseStream:
     def __del__(self) -> None:
         pump = getattr(self, "_pump", None)
         if pump is not None and not pump.finished:
-            _close_abandoned(pump)
+            with contextlib.suppress(Exception):  # best effort: the loop may be gone (at exit)
+                _close_abandoned(pump)
 
 
 #: Events a sync stream's pump reads ahead of its consumer, at most.
