@@ -53,12 +53,19 @@ def test_sync_from_many_threads_at_once() -> None:
 
 
 def test_sync_inside_running_loop_like_jupyter() -> None:
-    chain = Chain([], MockTransport())
+    """The cell's loop is set aside while llmchain's runs, and is the running loop again after."""
+    spy = LoopSpy()
+    chain = Chain([spy], MockTransport())
 
     async def notebook_cell() -> str:
-        return chain.complete("from a cell").text  # a blocking call inside a running loop
+        outer = asyncio.get_running_loop()
+        text = chain.complete("from a cell").text  # a blocking call inside a running loop
+        assert asyncio.get_running_loop() is outer
+        await asyncio.sleep(0)  # the cell's loop goes on as before
+        return text
 
     assert asyncio.run(notebook_cell()) == "from a cell"
+    assert spy.loops == {id(LOOP.loop())}
 
 
 def test_sync_and_async_run_the_same_stages() -> None:
@@ -226,6 +233,7 @@ class WaitsForCtrlC:
     def __init__(self) -> None:
         self.running = threading.Event()
         self.unwound = threading.Event()
+        self.holding = threading.Event()
         self.held = asyncio.Event()
 
     async def handle(self, request: LLMRequest, call_next: Next) -> LLMResponse:
@@ -233,6 +241,7 @@ class WaitsForCtrlC:
         if prompt == "release":
             self.held.set()
         elif prompt == "held":
+            self.holding.set()
             await self.held.wait()
         elif prompt == "interrupted":
             try:
@@ -284,6 +293,7 @@ def test_ctrl_c_cancels_the_call_of_a_thread_waiting_for_another_to_drive_the_lo
     chain = Chain([stage], MockTransport())
     driver = threading.Thread(target=chain.complete, args=("held",))  # drives the loop meanwhile
     driver.start()
+    assert stage.holding.wait(10)
     sender = ctrl_c_when(stage.running)
     with pytest.raises(KeyboardInterrupt):
         chain.complete("interrupted")  # runs on the driver's thread; the main thread waits
