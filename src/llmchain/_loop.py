@@ -112,19 +112,24 @@ class SharedLoop:
     def _wait(self, call: _Call[Any]) -> None:
         """Hand ``call`` to the thread driving the loop; wait until it is done, or until that
         thread hands the loop over to this one while the call still runs."""
-        loop = call.loop
-        assert call.wake is not None
+        loop, wake = call.loop, call.wake
+        assert wake is not None
+        interrupted: BaseException | None = None
         try:
             loop.call_soon_threadsafe(call.start)  # in a copy of this thread's context
-            call.wake.acquire()
-        except BaseException:  # KeyboardInterrupt: stop the call, let its stages unwind
-            loop.call_soon_threadsafe(call.cancel)  # after start, if it was scheduled: in order
-            call.wake.acquire()
-            if call.drives:
-                self._drive(call)
-            raise
+            wake.acquire()
+        except BaseException as exc:  # KeyboardInterrupt: stop the call, let its stages unwind
+            interrupted = exc
+            try:
+                loop.call_soon_threadsafe(call.cancel)  # after start, if it was scheduled: in order
+                wake.acquire()
+            except BaseException:  # a second Ctrl-C: stop waiting at once
+                self._abandon(call)
+                raise
         if call.drives:
             self._drive(call)
+        if interrupted is not None:
+            raise interrupted
 
     def _drive(self, call: _Call[Any]) -> None:
         """Run the loop in this thread until ``call`` is done, then hand the loop on."""
@@ -136,10 +141,10 @@ class SharedLoop:
         try:
             try:
                 loop.run_until_complete(until)
-            except BaseException:  # KeyboardInterrupt: cancel the call, leave the loop reusable
+            except BaseException:  # KeyboardInterrupt: cancel the call, let its stages unwind
                 call.cancel()
-                while not until.done():
-                    with contextlib.suppress(BaseException):
+                if not until.done():  # (a second Ctrl-C leaves at once)
+                    with contextlib.suppress(Exception, asyncio.CancelledError):
                         loop.run_until_complete(until)
                 raise
         finally:
@@ -158,6 +163,16 @@ class SharedLoop:
                 successor.wake.release()
             else:
                 self._driver = None
+
+    def _abandon(self, call: _Call[Any]) -> None:
+        """This thread stops waiting for ``call``: it must not be handed the loop, and if it
+        just was, the loop goes on to the next waiting thread."""
+        with self._mutex:
+            if call in self._waiting:
+                self._waiting.remove(call)
+                return
+        if call.drives:
+            self._hand_over()
 
     def _done(self, call: _Call[Any]) -> None:
         """On the loop: a waiting thread's call is done; wake that thread."""

@@ -8,7 +8,9 @@ import contextvars
 import os
 import signal
 import socket
+import sys
 import threading
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
@@ -252,14 +254,32 @@ class WaitsForCtrlC:
         return await call_next(request)
 
 
-def ctrl_c_when(running: threading.Event) -> threading.Thread:
-    """Sends SIGINT to the main thread once ``running`` is set, as Ctrl-C would."""
+def ctrl_c_when(running: threading.Event, *, in_select: bool = False,
+                until: threading.Event | None = None) -> threading.Thread:
+    """Sends SIGINT to the main thread once ``running`` is set, as Ctrl-C would; with
+    ``in_select``, once the main thread also waits in the loop's selector (where a real Ctrl-C
+    finds a waiting call; at any other bytecode, Python may raise it inside asyncio's own
+    bookkeeping). Python drops a KeyboardInterrupt raised inside a finaliser the garbage
+    collector happened to run, as it would drop a real Ctrl-C; so, given ``until``, the signal
+    is sent again (a second press) while ``until`` is not set a few seconds later."""
     main = threading.main_thread().ident
     assert main is not None
 
+    def selecting() -> bool:
+        frame = sys._current_frames().get(main)
+        return (frame is not None and frame.f_code.co_name == "select"
+                and frame.f_code.co_filename.endswith("selectors.py"))
+
     def send() -> None:
         assert running.wait(10)
-        signal.pthread_kill(main, signal.SIGINT)
+        for _ in range(5):
+            deadline = time.monotonic() + 10
+            while in_select and not selecting():  # polls a condition; orders nothing by time
+                assert time.monotonic() < deadline, "the main thread never waited in the selector"
+                time.sleep(0.0005)
+            signal.pthread_kill(main, signal.SIGINT)
+            if until is None or until.wait(5):
+                return
 
     sender = threading.Thread(target=send)
     sender.start()
@@ -278,7 +298,7 @@ def sigint_raises() -> Iterator[None]:
 def test_ctrl_c_cancels_the_call_of_the_thread_driving_the_loop(sigint_raises: None) -> None:
     stage = WaitsForCtrlC()
     chain = Chain([stage], MockTransport())
-    sender = ctrl_c_when(stage.running)
+    sender = ctrl_c_when(stage.running, in_select=True, until=stage.unwound)
     with pytest.raises(KeyboardInterrupt):
         chain.complete("interrupted")
     sender.join(10)
@@ -294,7 +314,7 @@ def test_ctrl_c_cancels_the_call_of_a_thread_waiting_for_another_to_drive_the_lo
     driver = threading.Thread(target=chain.complete, args=("held",))  # drives the loop meanwhile
     driver.start()
     assert stage.holding.wait(10)
-    sender = ctrl_c_when(stage.running)
+    sender = ctrl_c_when(stage.running, until=stage.unwound)
     with pytest.raises(KeyboardInterrupt):
         chain.complete("interrupted")  # runs on the driver's thread; the main thread waits
     sender.join(10)
@@ -329,3 +349,40 @@ def test_a_forked_child_gets_a_loop_of_its_own() -> None:
     assert answer == b"ok"
     assert chain.complete("parent again").text == "parent again" and LOOP.loop() is parent_loop
 
+
+
+@pytest.mark.skipif(not hasattr(signal, "pthread_kill"), reason="POSIX signals")
+def test_a_second_ctrl_c_stops_waiting_and_the_loop_is_never_handed_to_the_gone_thread(
+        sigint_raises: None) -> None:
+    """A call that ignores its cancellation: the second Ctrl-C leaves the wait at once, and the
+    thread driving the loop later hands it on to nobody (not to the thread that left)."""
+    cancelled = threading.Event()
+    stage = WaitsForCtrlC()
+    stuck = asyncio.Event()
+
+    class Stubborn:
+        async def handle(self, request: LLMRequest, call_next: Next) -> LLMResponse:
+            if request.messages[-1].content == "stubborn":
+                try:
+                    stage.running.set()
+                    await asyncio.Event().wait()
+                except asyncio.CancelledError:
+                    cancelled.set()
+                    await stuck.wait()  # ignores its cancellation until released
+            elif request.messages[-1].content == "release":
+                stuck.set()
+            return await call_next(request)
+
+    chain = Chain([stage, Stubborn()], MockTransport())
+    driver = threading.Thread(target=chain.complete, args=("held",))
+    driver.start()
+    assert stage.holding.wait(10)
+    first, second = ctrl_c_when(stage.running, until=cancelled), ctrl_c_when(cancelled)
+    with pytest.raises(KeyboardInterrupt):
+        chain.complete("stubborn")
+    first.join(10)
+    second.join(10)
+    assert chain.complete("release").text == "release"  # ends "held" and "stubborn"
+    driver.join(10)
+    assert not driver.is_alive()
+    assert chain.complete("after").text == "after"  # the loop was not handed to a gone waiter
