@@ -79,7 +79,7 @@ def test_sync_and_async_run_the_same_stages() -> None:
         return (await chain.acomplete("b")).text
 
     assert asyncio.run(main()) == "b"
-    assert len(spy.loops) == 2  # the background loop and asyncio.run's loop both ran the stage
+    assert len(spy.loops) == 2  # llmchain's loop and asyncio.run's loop both ran the stage
 
 
 def test_sync_errors_are_the_same_typed_errors() -> None:
@@ -333,7 +333,7 @@ def test_a_forked_child_gets_a_loop_of_its_own() -> None:
     parent_loop = LOOP.loop()
     read, write = os.pipe()
     pid = os.fork()
-    if pid == 0:  # the child: the parent's loop thread was not copied
+    if pid == 0:  # the child: no thread of the parent drives anything here
         ok = False
         try:
             ok = chain.complete("child").text == "child" and LOOP.loop() is not parent_loop
