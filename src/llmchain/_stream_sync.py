@@ -1,7 +1,7 @@
 """The sync ``chain.stream()``: the same stream as ``astream()``, read on llmchain's loop.
 
-A pump task on llmchain's persistent loop reads the events ahead into a bounded buffer; the
-iterator hands them out from it and enters the loop only when it is empty (``SyncResponseStream``).
+A pump task on llmchain's loop reads the events ahead into a bounded buffer; the iterator
+hands them out from it and runs the loop only when it is empty (``SyncResponseStream``).
 """
 
 from __future__ import annotations
@@ -21,10 +21,11 @@ from ._streaming import ResponseStream
 class SyncResponseStream:
     """``stream()``'s iterator over the same stream.
 
-    A pump task on llmchain's persistent loop reads the events ahead into a small buffer
-    (at most ``WINDOW`` events: memory stays bounded), and the iterator hands them out from it:
-    the loop is entered only when the buffer is empty, so the chunks that arrive together cost
-    one loop step between them, not one each. Iterate from one thread.
+    A pump task on llmchain's loop reads the events ahead into a small buffer (at most
+    ``WINDOW`` events: memory stays bounded), and the iterator hands them out from it: the loop
+    is entered only when the buffer is empty, so the chunks that arrive together cost one loop
+    entry between them, not one each. The stream lives on that one loop (every sync call's), so
+    any thread may read it, one at a time, not only the one that started it.
 
     Breaking out (``close()``, leaving ``with``, dropping the iterator) before the last chunk
     cancels the stream: the connection closes (if the answer had arrived whole, it was already
@@ -76,10 +77,9 @@ class SyncResponseStream:
 
     def __del__(self) -> None:
         pump = getattr(self, "_pump", None)
-        if pump is None or pump.finished:
-            return
-        with contextlib.suppress(Exception):  # best effort: the loop may be busy or gone
-            _close_abandoned(pump)
+        if pump is not None and not pump.finished:
+            with contextlib.suppress(Exception):  # best effort: the loop may be gone (at exit)
+                _close_abandoned(pump)
 
 
 #: Events a sync stream's pump reads ahead of its consumer, at most.
@@ -190,26 +190,14 @@ _CLOSING: set[asyncio.Task[None]] = set()
 
 
 def _close_abandoned(pump: _Pump) -> None:
-    """Close a stream whose iterator was dropped: at once when this thread may run the loop;
-    else (dropped inside a running loop, e.g. during another llmchain call on the same loop)
-    scheduled on the stream's loop, where it runs at that loop's next step."""
+    """Close a stream whose iterator was dropped: at once when no thread is driving llmchain's
+    loop; else scheduled there, to run at its next step. Never waits for another thread: a
+    finaliser runs wherever the garbage collector happens to (maybe during a call on the loop,
+    or in a thread holding a lock a stage needs)."""
     loop = pump.loop
-    if LOOP.in_loop_thread() or _running_loop() is not None:
-        if loop is not None and not loop.is_closed():
-            loop.call_soon_threadsafe(_stop_soon, pump)
+    if loop is None or loop.is_closed() or LOOP.run_if_idle(pump.stop):
         return
-    coro: Any = pump.stop()
-    try:
-        LOOP.run(coro)
-    except RuntimeError:
-        coro.close()
-
-
-def _running_loop() -> asyncio.AbstractEventLoop | None:
-    try:
-        return asyncio.get_running_loop()
-    except RuntimeError:
-        return None
+    loop.call_soon_threadsafe(_stop_soon, pump)
 
 
 def _stop_soon(pump: _Pump) -> None:

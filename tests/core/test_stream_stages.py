@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import threading
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -31,6 +32,8 @@ from llmchain import (
     TimeoutExceeded,
     Usage,
 )
+from llmchain._loop import LOOP
+from llmchain._stream_sync import WINDOW
 from llmchain.testing import FakeClock
 
 Item = str | float | BaseException
@@ -308,6 +311,7 @@ def test_abandoning_the_sync_iterator_closes_the_stream(caplog: pytest.LogCaptur
     assert next(stream) == "a"
     del stream
     gc.collect()
+    closes_done()
     assert transport.closed == 1
     assert [r.outcome for r in caplog.records if getattr(r, "event", "") == "llm.call"] == ["cancelled"]  # type: ignore[attr-defined]
 
@@ -327,8 +331,6 @@ def test_breaking_out_of_the_sync_loop_cancels_what_is_still_coming(caplog: pyte
 
 
 def test_the_sync_reader_reads_ahead_at_most_a_window() -> None:
-    from llmchain._stream_sync import WINDOW
-
     clock = FakeClock()
     transport = ScriptedStream(clock, [f"{i} " for i in range(WINDOW * 3)])
     chain = Chain([], transport, clock=clock)
@@ -339,15 +341,11 @@ def test_the_sync_reader_reads_ahead_at_most_a_window() -> None:
 
 
 def test_the_sync_stream_from_another_thread_reads_a_long_answer_through_the_window() -> None:
-    import threading
-
-    from llmchain._stream_sync import WINDOW
-
     clock = FakeClock()
     words = [f"{i} " for i in range(WINDOW * 5)]
     chain = Chain(["log"], ScriptedStream(clock, words), clock=clock)
     got: list[str] = []
-    worker = threading.Thread(target=lambda: got.extend(chain.stream("q")))  # the shared loop thread
+    worker = threading.Thread(target=lambda: got.extend(chain.stream("q")))
     worker.start()
     worker.join(30)
     assert not worker.is_alive() and got == words
@@ -355,10 +353,9 @@ def test_the_sync_stream_from_another_thread_reads_a_long_answer_through_the_win
 
 def test_a_sync_iterator_dropped_during_another_call_on_its_loop_is_closed_at_once(
         caplog: pytest.LogCaptureFixture) -> None:
-    """Dropped while another llmchain call runs on the same (main-thread) loop, the iterator
-    cannot run its loop to close the stream: the close is scheduled on that loop instead, and
-    happens within a few of its steps (not whenever asyncio's finaliser gets to it)."""
-    from llmchain._loop import LOOP
+    """Dropped while another llmchain call runs on the loop (the finaliser runs on the loop
+    thread), the close is scheduled there and happens within a few of its steps (not whenever
+    asyncio's finaliser gets to it)."""
 
     clock = FakeClock()
     transport = ScriptedStream(clock, ["a", FOREVER, "b"])
@@ -380,3 +377,64 @@ def test_a_sync_iterator_dropped_during_another_call_on_its_loop_is_closed_at_on
     assert 0 <= steps < 20 and transport.closed == 1
     assert [r.outcome for r in caplog.records if getattr(r, "event", "") == "llm.call"] == ["cancelled"]  # type: ignore[attr-defined]
     assert not [r for r in caplog.records if "destroyed but it is pending" in r.getMessage()]
+
+
+def closes_done() -> None:
+    """Wait until the closes scheduled by dropped iterators have finished (on the loop: the one
+    scheduled before this call's task has started, as the loop runs callbacks in order)."""
+    from llmchain._stream_sync import _CLOSING
+
+    async def done() -> None:
+        await asyncio.gather(*_CLOSING)
+
+    LOOP.run(done())
+
+
+def test_a_sync_stream_started_in_one_thread_is_read_in_another() -> None:
+    """The stream lives on llmchain's one loop, not on the thread that started it."""
+    clock = FakeClock()
+    words = [f"{i} " for i in range(WINDOW * 2)]
+    chain = Chain(["log"], ScriptedStream(clock, words), clock=clock)
+    stream = chain.stream("q")
+    got = [next(stream)]  # started here, in the main thread
+    rest: list[str] = []
+    worker = threading.Thread(target=lambda: rest.extend(stream))
+    worker.start()
+    worker.join(30)
+    assert not worker.is_alive() and got + rest == words
+    assert stream.response is not None and stream.response.text == "".join(words)
+
+
+def test_a_sync_stream_read_by_turns_from_two_threads() -> None:
+    clock = FakeClock()
+    words = [f"{i} " for i in range(12)]
+    chain = Chain([], ScriptedStream(clock, words), clock=clock)
+    stream = chain.stream("q")
+    got: list[str] = []
+    for i in range(6):
+        if i % 2:
+            worker = threading.Thread(target=lambda: got.extend([next(stream), next(stream)]))
+            worker.start()
+            worker.join(10)
+        else:
+            got.extend([next(stream), next(stream)])
+    assert got == words and list(stream) == []
+
+
+def test_a_sync_stream_dropped_in_a_worker_thread_is_closed(caplog: pytest.LogCaptureFixture) -> None:
+    clock = FakeClock()
+    transport = ScriptedStream(clock, ["a", FOREVER, "b"])
+    chain = Chain([{"use": "log", "handler": "none"}], transport, clock=clock)
+    caplog.set_level(logging.INFO, logger="llmchain")
+
+    def read_one_and_drop() -> None:
+        stream = chain.stream("q")
+        assert next(stream) == "a"
+
+    worker = threading.Thread(target=read_one_and_drop)
+    worker.start()
+    worker.join(10)
+    gc.collect()
+    closes_done()
+    assert transport.closed == 1
+    assert [r.outcome for r in caplog.records if getattr(r, "event", "") == "llm.call"] == ["cancelled"]  # type: ignore[attr-defined]

@@ -62,15 +62,12 @@ def open_connections(server: FaultServer, settle_s: float = 10.0) -> int:
     return len(server._conns)
 
 
-def pending_tasks(loop: asyncio.AbstractEventLoop | None) -> int:
-    if loop is None:
-        return 0
-    if loop.is_running():
-        async def count() -> int:
-            return len(asyncio.all_tasks()) - 1
+def pending_tasks() -> int:
+    """Tasks left on llmchain's loop (every sync call's), asked on it."""
+    async def count() -> int:
+        return len(asyncio.all_tasks()) - 1  # minus this coroutine's own task
 
-        return asyncio.run_coroutine_threadsafe(count(), loop).result(5)
-    return len(asyncio.all_tasks(loop))
+    return LOOP.run(count())
 
 
 # -- 1. no hanging forever ------------------------------------------------------------------
@@ -111,7 +108,6 @@ def test_sync_call_ends_at_its_deadline_against_a_hanging_server(
 ) -> None:
     server.set_plan(HANGS[fault])
     chain = Chain([TimeoutMiddleware()], transport_for(server), timeout_s=DEADLINE_S)
-    LOOP.loop()  # the shared loop thread exists once per process: count threads after it
     threads = _threads()
     elapsed: list[float] = []
 
@@ -123,15 +119,13 @@ def test_sync_call_ends_at_its_deadline_against_a_hanging_server(
 
     if where == "main-thread":
         call()
-        loop = LOOP._main_loop
     else:
         worker = threading.Thread(target=call)
         worker.start()
         worker.join(5)
-        loop = LOOP.loop()
     assert len(elapsed) == 1 and elapsed[0] <= DEADLINE_S + SLACK_S
     assert open_connections(server) == 0
-    assert pending_tasks(loop) == 0
+    assert pending_tasks() == 0
     chain.close()
     assert _threads() == threads
 

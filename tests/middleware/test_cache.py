@@ -440,7 +440,7 @@ async def test_a_leader_past_its_own_deadline_does_not_fail_the_waiters() -> Non
 
 
 def test_threads_and_event_loops_share_one_flight() -> None:
-    """Sync callers (the facade's loops) and async callers on their own loops: one call."""
+    """Sync callers (the facade's loop) and async callers on their own loops: one call."""
     gate = threading.Event()
     transport = MockTransport.scripted(_gated("shared answer", gate), model="m")
     chain = Chain([CacheMiddleware()], transport)

@@ -208,15 +208,12 @@ def test_client_does_not_hang_forever_async(stages: list[Any]) -> None:
     assert after == before
 
 
-def _pending_tasks(loop: asyncio.AbstractEventLoop | None) -> int:
-    if loop is None:
-        return 0
-    if loop.is_running():  # the shared loop thread: ask it from inside
-        async def count() -> int:
-            return len(asyncio.all_tasks()) - 1  # minus this coroutine's own task
+def _pending_tasks() -> int:
+    """Tasks left on llmchain's loop (every sync call's), asked on it."""
+    async def count() -> int:
+        return len(asyncio.all_tasks()) - 1  # minus this coroutine's own task
 
-        return asyncio.run_coroutine_threadsafe(count(), loop).result(5)
-    return len(asyncio.all_tasks(loop))
+    return LOOP.run(count())
 
 
 @pytest.mark.parametrize("where", ["main-thread", "worker-thread"])
@@ -224,7 +221,6 @@ def _pending_tasks(loop: asyncio.AbstractEventLoop | None) -> int:
 def test_client_does_not_hang_forever_sync(stages: list[Any], where: str) -> None:
     transport = NeverAnswers()
     chain = Chain(stages, transport, timeout_s=0.2)
-    LOOP.loop()  # the shared loop thread starts once per process; count threads after it exists
     threads = _threads()
     elapsed: list[float] = []
 
@@ -235,17 +231,15 @@ def test_client_does_not_hang_forever_sync(stages: list[Any], where: str) -> Non
         elapsed.append(time.monotonic() - t0)
 
     if where == "main-thread":
-        call()  # drives the main thread's own persistent loop
-        loop = LOOP._main_loop
+        call()
     else:
         worker = threading.Thread(target=call)
         worker.start()
         worker.join(5)
-        loop = LOOP.loop()
     assert len(elapsed) == 1 and 0.19 <= elapsed[0] < 0.3
     assert transport.cancelled == 1
     assert _threads() == threads
-    assert _pending_tasks(loop) == 0
+    assert _pending_tasks() == 0
 
 
 def test_attempt_timeout_with_retries_ends_within_the_deadline_on_real_time() -> None:

@@ -14,6 +14,7 @@ import httpx
 import pytest
 
 from llmchain import Chain, ConfigError, LLMResponse, ProviderError, TimeoutExceeded, TransportError
+from llmchain._loop import LOOP
 from llmchain.plugins import get_registry
 from llmchain.testing.fault_server import Fault, FaultServer
 from llmchain.transports.anthropic import AnthropicTransport
@@ -68,6 +69,27 @@ def test_a_users_client_used_on_a_second_loop_is_a_clear_error(
         await client.aclose()
 
     asyncio.run(main())
+
+
+def test_a_users_client_serves_sync_calls_from_every_thread(fault_server: FaultServer) -> None:
+    """Every sync call runs on llmchain's one loop, so a user's client (bound to one loop) works
+    for sync calls from the main thread, another thread and inside a running loop alike."""
+    client = httpx.AsyncClient()
+    t = OpenAITransport(OpenAITransport.Options(base_url=fault_server.base_url, api_key_env=""),
+                        http_client=client)
+    chain = Chain([], t)
+    assert chain.complete("main").text == "main"
+    results: list[str] = []
+    worker = threading.Thread(target=lambda: results.append(chain.complete("worker").text))
+    worker.start()
+    worker.join(10)
+
+    async def notebook_cell() -> str:
+        return chain.complete("cell").text
+
+    assert asyncio.run(notebook_cell()) == "cell" and results == ["worker"]
+    chain.close()
+    LOOP.run(client.aclose())
 
 
 def test_both_transports_are_registered() -> None:
@@ -139,11 +161,14 @@ def test_sync_chain_and_async_callers_share_a_transport(fault_server: FaultServe
     worker.start()
     worker.join(5)
     assert results == ["from a thread"]
-    assert len(t._pool) == 2  # the main thread's loop and llmchain's loop thread
+    assert len(t._pool) == 1  # every sync call runs on llmchain's one loop: one pool
 
     async def in_another_loop() -> str:
+        assert chain.complete("sync inside a running loop").text == "sync inside a running loop"
+        assert len(t._pool) == 1  # that one too
         text = (await chain.acomplete("async")).text
-        await chain.aclose()  # here directly, on the loop thread, and later on the idle main loop
+        assert len(t._pool) == 2  # this loop's own
+        await chain.aclose()  # this loop's pool directly, llmchain's loop's on that loop
         return text
 
     assert asyncio.run(in_another_loop()) == "async"

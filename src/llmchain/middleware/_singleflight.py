@@ -2,8 +2,8 @@
 
 The first caller for a key becomes the *leader* and makes the call; later callers *wait* on the
 leader's result. The result lives in a ``concurrent.futures.Future`` so waiters on any thread
-and any event loop can await it (``asyncio.wrap_future``): the sync facade's loop thread and
-users' own loops share one flight.
+and any event loop can await it (``asyncio.wrap_future``): the sync facade's loop (driven by
+whichever thread calls) and users' own loops share one flight.
 
 Rules:
 

@@ -2,7 +2,7 @@
 operations, and what happens when Redis is down, slow or answers garbage.
 
 * **One client per event loop.** A ``redis.asyncio`` client belongs to the loop that created
-  it, and llmchain runs calls on several (the sync facade's loops, users' own). Clients are made
+  it, and llmchain runs calls on several (the sync facade's one loop, users' own). Clients are made
   lazily per running loop, under a lock, and forgotten with their loop (weak keys) or after
   ``fork()``. Clients for one address are shared by every store of this process.
 * **Bounded.** Every operation ends within ``min(op_timeout_s, what is left of the call)``

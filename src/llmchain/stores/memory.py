@@ -1,8 +1,8 @@
 """In-process rate-limit and breaker stores: one lock, a dict of per-key policy objects.
 
 Each operation holds the lock only for the policy's few arithmetic steps and never across an
-await, so one store can serve several threads and event loops at once (the sync facade's loop
-thread and users' own loops). ``open_rate_limit_store(share=name)`` /
+await, so one store can serve several threads and event loops at once (the sync facade's loop,
+driven by the calling threads, and users' own loops). ``open_rate_limit_store(share=name)`` /
 ``open_breaker_store(share=name)`` return one process-wide store per name, so several chains
 can share one budget.
 """

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import Callable
 from typing import Any
@@ -63,7 +64,7 @@ async def _late_calls(sut: StageUnderTest, inner: ScriptedNext, deadline_in: flo
 
 
 Summary = tuple[str, str, int, tuple[tuple[Any, ...], ...]]
-MODES = ("async", "sync", "sync inside a running loop")
+MODES = ("async", "sync", "sync from another thread", "sync inside a running loop")
 PARITY_SCENARIOS: tuple[tuple[str, Callable[[], list[Outcome]]], ...] = (
     ("success", lambda: ["contract answer"]),
     ("retryable failure", lambda: [RateLimited("contract: 429", retry_after=0.25)]),
@@ -94,7 +95,8 @@ def _one_mode(sut: StageUnderTest, mode: str, script: list[Outcome]) -> Summary:
 
 
 def check_sync_async(sut: StageUnderTest) -> None:
-    """acomplete, complete and complete-inside-a-loop behave the same; one instance serves them all."""
+    """acomplete, complete (from this thread, another thread, and inside a running loop) behave
+    the same; one instance serves them all."""
     clause = "sync_async"
     for what, script in PARITY_SCENARIOS:
         results = {mode: _one_mode(sut, mode, script()) for mode in MODES}
@@ -127,6 +129,8 @@ def _call_in_mode(sut: StageUnderTest, chain: Chain, mode: str, prompt: str) -> 
     async def call() -> LLMResponse:
         if mode == "async":
             return await chain.acomplete(prompt)
+        if mode == "sync from another thread":
+            return await asyncio.to_thread(chain.complete, prompt)
         return chain.complete(prompt)  # a blocking call inside a running loop, as in Jupyter
 
     return run_guarded("sync_async", call, sut.real_time_limit_s)

@@ -260,8 +260,8 @@ class HTTPTransport:
             raise ConfigError(
                 f"{self.name}: the httpx.AsyncClient given as http_client is in use on another event "
                 "loop; an httpx client works on one event loop only. Make all calls from one loop "
-                "(sync calls run on llmchain's own loops: the main thread's, or its loop thread for "
-                "other threads), or give each loop its own transport")
+                "(every sync call runs on llmchain's one loop, whatever the thread), or give each "
+                "loop its own transport")
 
     def _feed(self, state: StreamState, event: str | None, data: str) -> str | None:
         try:

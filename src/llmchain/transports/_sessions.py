@@ -1,7 +1,7 @@
 """One HTTP engine (connection pool) per event loop, for each transport.
 
 A connection pool belongs to the loop that created it. The sync facade runs calls on
-llmchain's own persistent loops while async callers call from theirs, so a transport keeps a
+llmchain's one loop while async callers call from theirs, so a transport keeps a
 small map loop → engine, filled lazily; readers take no lock (copy-on-write), and engines of
 loops that have closed are dropped. ``aclose()`` closes the current loop's engine directly and
 the others on their own loops.
