@@ -158,10 +158,14 @@ def entry_document(response: LLMResponse) -> dict[str, Any]:
     return document
 
 
+# Made once: ``json.dumps`` with options builds a new encoder on every call.
+_ENTRY_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+
+
 def encode_document(document: dict[str, Any]) -> str | None:
     """The JSON text of an entry document, or None when it cannot be JSON (then not cached)."""
     try:
-        return json.dumps(document, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+        return _ENTRY_ENCODER.encode(document)
     except (TypeError, ValueError):
         return None
 

@@ -83,6 +83,9 @@ class SingleFlight(Generic[T]):
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._flights: dict[str, Flight[T]] = {}
+        #: Flights that have ended, ever. Unchanged between a caller's cache lookup and its
+        #: ``join`` means no flight (of this stage) can have stored anything in between.
+        self.landed = 0
 
     def join(self, key: str, request_id: str) -> tuple[Flight[T], bool]:
         """The flight for ``key`` and whether the caller leads it (True: make the call)."""
@@ -108,6 +111,7 @@ class SingleFlight(Generic[T]):
         with self._lock:
             if self._flights.get(key) is flight:
                 del self._flights[key]
+            self.landed += 1
             # defensive: never leave a waiter hanging (a no-op once the outcome is known)
             flight._settle(False, LeaderAbandoned())
 

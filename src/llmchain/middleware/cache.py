@@ -44,6 +44,7 @@ from .._types import Next
 from ..hookspecs import hookimpl
 from ..stores._shared import DistributedFlight, store_address
 from ..stores.cache_base import CacheEntry, CacheStore, StoreSettings, open_cache_store
+from ..stores.cache_memory import MemoryCacheStore
 from ._cache_key import cache_key, decode_entry, encode_document, entry_document
 from ._singleflight import Flight, LeaderAbandoned, SingleFlight
 
@@ -108,6 +109,11 @@ class CacheMiddleware:
         remote = getattr(self.store, "single_flight", None)  # a shared store coalesces across processes
         self._remote = remote if options.single_flight and isinstance(remote, DistributedFlight) else None
         self._store_ok = True
+        # The plain memory store answers at once: called directly, no coroutine per operation
+        # (a subclass may override get/set, so only the exact class).
+        self._memory = self.store if type(self.store) is MemoryCacheStore else None
+        # Only this stage's flights write to a memory store it made itself: see ``_lead``.
+        self._private = self._memory is not None and self._owns_store
 
     # -- the stage --------------------------------------------------------------------------------
 
@@ -134,8 +140,10 @@ class CacheMiddleware:
         if not self._policy_allows(request):
             return on_final(await call_next(request), partial(_with_info, info=_OFF))
         key = cache_key(request, self.options.namespace)
+        landed = self.flights.landed  # read before the lookup: see _lead
         if mode != "refresh":
-            entry = await self._get(key, request)
+            memory = self._memory
+            entry = _get_memory(self, memory, key) if memory is not None else await self._get(key, request)
             hit = self._hit(entry, key, request) if entry is not None else None
             if hit is not None:
                 return hit
@@ -154,7 +162,7 @@ class CacheMiddleware:
         while True:
             flight, leader = self.flights.join(key, request.request_id)
             if leader:
-                return await self._lead(key, flight, request, call_next, status)
+                return await self._lead(key, flight, request, call_next, status, landed)
             emit("singleflight_wait", "cache", key=key, leader=flight.leader_id)
             try:
                 response, value = await self.flights.wait(flight, request, self._clock)
@@ -163,11 +171,13 @@ class CacheMiddleware:
             return self._shared(response, value, key, request, flight.leader_id)
 
     async def _lead(self, key: str, flight: Flight[Shared], request: LLMRequest, call_next: Next,
-                    status: Literal["miss", "refresh"]) -> LLMResponse:
+                    status: Literal["miss", "refresh"], landed: int = -1) -> LLMResponse:
         lease = None
         streaming = False
         try:
-            if status == "miss":  # another flight may have stored it since our lookup
+            # Another flight may have stored it since our lookup. In a private memory store only
+            # our flights write, and each stores before it lands: none landed, nothing to find.
+            if status == "miss" and not (self._private and self.flights.landed == landed):
                 entry = await self._get(key, request)
                 if entry is None and self._remote is not None:  # or is making it in another process
                     entry, lease = await self._remote.claim(key, request, self._clock)
@@ -185,7 +195,11 @@ class CacheMiddleware:
                 return self._lead_stream(key, flight, request, status, response, lease)
             value, reason = self._entry_value(request, response)
             self.flights.resolve(flight, (response, value))  # waiters go on; we store meanwhile
-            await self._put(key, request, value, reason)
+            memory = self._memory
+            if memory is not None:
+                _put_memory(self, memory, key, request, value, reason)
+            else:
+                await self._put(key, request, value, reason)
             return copy_with(response, {"cache": CacheInfo(status=status, key=key)})
         finally:
             if not streaming:
@@ -347,6 +361,33 @@ class CacheMiddleware:
 
     def __repr__(self) -> str:
         return f"CacheMiddleware(store={self.store!r}, in_flight={self.flights.in_flight()})"
+
+
+def _get_memory(stage: CacheMiddleware, memory: MemoryCacheStore, key: str) -> CacheEntry | None:
+    """``CacheMiddleware._get`` for the plain memory store, without a coroutine."""
+    try:
+        entry = memory.get_nowait(key)
+    except Exception as exc:
+        stage._store_failed("get", exc)
+        return None
+    stage._store_back()
+    return entry
+
+
+def _put_memory(stage: CacheMiddleware, memory: MemoryCacheStore, key: str, request: LLMRequest,
+                value: str | None, reason: str | None) -> None:
+    """``CacheMiddleware._put`` for the plain memory store, without a coroutine."""
+    if value is None:
+        emit("cache_store", "cache", key=key, stored=False, reason=reason)
+        return
+    ttl = request.metadata.get("cache_ttl_s", stage.options.ttl_s)
+    try:
+        memory.set_nowait(key, value, ttl)
+    except Exception as exc:
+        stage._store_failed("set", exc)
+        return
+    stage._store_back()
+    emit("cache_store", "cache", key=key, stored=True, ttl_s=ttl)
 
 
 def _with_info(response: LLMResponse, info: CacheInfo) -> LLMResponse:

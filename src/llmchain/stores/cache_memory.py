@@ -60,12 +60,19 @@ class MemoryCacheStore:
     def get_nowait(self, key: str) -> CacheEntry | None:
         """Synchronous ``get`` (the memory store never needs to wait)."""
         with self._lock:
+            cache = self._cache
+            if key not in cache:  # missing or expired; a miss raises no KeyError (3 in __getitem__)
+                return None
             try:
-                return self._cache[key]
-            except KeyError:  # missing, or expired (TLRUCache hides those until purged)
+                return cache[key]  # counts as use (LRU); ``in`` does not
+            except KeyError:  # expired in between
                 return None
 
     async def set(self, key: str, value: str, ttl_s: float | None) -> None:
+        self.set_nowait(key, value, ttl_s)
+
+    def set_nowait(self, key: str, value: str, ttl_s: float | None) -> None:
+        """Synchronous ``set`` (the memory store never needs to wait)."""
         ttl = self.default_ttl_s if ttl_s is None else ttl_s
         now = self._clock.wall()
         entry = CacheEntry(value, now, None if ttl is None else now + ttl)
