@@ -358,33 +358,32 @@ async def test_concurrent_identical_tasks_make_one_call() -> None:
 
 @async_test
 async def test_a_flight_landing_between_lookup_and_join_is_found_by_the_leader() -> None:
-    # Another thread's leader may store the answer and land right after our lookup missed; the
-    # leader's re-check must then find it (it is skipped only when no flight landed since).
+    # Another thread's identical call may store its answer and land right after our lookup
+    # missed; our leader's re-check must find it (skipped only when no flight landed since).
     cache, provider = stage(), Provider()
     memory = cache.store
     assert isinstance(memory, MemoryCacheStore)
-    key = cache_key(req())
     lookup = memory.get_nowait
     lookups: list[CacheEntry | None] = []
 
-    def get_then_land(k: str) -> CacheEntry | None:
-        entry = lookup(k)
+    def other_thread_lands_after_our_lookup(key: str) -> CacheEntry | None:
+        entry = lookup(key)
         lookups.append(entry)
-        if len(lookups) == 1:  # the other thread's flight, between our lookup and our join
-            other, leads = cache.flights.join(key, "other")
-            assert leads
-            memory.set_nowait(key, '{"v":1,"text":"from the other flight","parsed":null,'
-                              '"usage":[1,1,null],"model":"m","finish_reason":"stop","served_by":null}', None)
-            cache.flights.leave(key, other)
+        if len(lookups) == 1:
+            other = threading.Thread(target=asyncio.run, args=(cache.handle(req(request_id="other"), provider),))
+            other.start()
+            other.join()
         return entry
 
-    memory.get_nowait = get_then_land  # type: ignore[method-assign]
-    response = await cache.handle(req(), provider)
-    assert provider.calls == [] and response.text == "from the other flight"
+    memory.get_nowait = other_thread_lands_after_our_lookup  # type: ignore[method-assign]
+    response = await cache.handle(req(request_id="mine"), provider)
+    assert [r.request_id for r in provider.calls] == ["other"]
     assert response.cache is not None and response.cache.status == "hit"
-    assert [e is None for e in lookups] == [True, False]
+    assert response.text == "answer 1"
+    # ours, the other thread's (its re-check skipped: nothing landed), our re-check finding it
+    assert [e is None for e in lookups] == [True, True, False]
     quiet = await cache.handle(req("nobody else"), provider)  # nothing landed: one lookup only
-    assert quiet.cache is not None and quiet.cache.status == "miss" and len(lookups) == 3
+    assert quiet.cache is not None and quiet.cache.status == "miss" and len(lookups) == 4
 
 
 @async_test

@@ -109,11 +109,9 @@ class CacheMiddleware:
         remote = getattr(self.store, "single_flight", None)  # a shared store coalesces across processes
         self._remote = remote if options.single_flight and isinstance(remote, DistributedFlight) else None
         self._store_ok = True
-        # The plain memory store answers at once: called directly, no coroutine per operation
-        # (a subclass may override get/set, so only the exact class).
-        self._memory = self.store if type(self.store) is MemoryCacheStore else None
-        # Only this stage's flights write to a memory store it made itself: see ``_lead``.
-        self._private = self._memory is not None and self._owns_store
+        # Only this stage's flights write to a memory store it made itself (see ``_lead``); a
+        # subclass or a store passed in may have other writers.
+        self._private = self._owns_store and type(self.store) is MemoryCacheStore
 
     # -- the stage --------------------------------------------------------------------------------
 
@@ -142,8 +140,7 @@ class CacheMiddleware:
         key = cache_key(request, self.options.namespace)
         landed = self.flights.landed  # read before the lookup: see _lead
         if mode != "refresh":
-            memory = self._memory
-            entry = _get_memory(self, memory, key) if memory is not None else await self._get(key, request)
+            entry = await self._get(key, request)
             hit = self._hit(entry, key, request) if entry is not None else None
             if hit is not None:
                 return hit
@@ -195,11 +192,7 @@ class CacheMiddleware:
                 return self._lead_stream(key, flight, request, status, response, lease)
             value, reason = self._entry_value(request, response)
             self.flights.resolve(flight, (response, value))  # waiters go on; we store meanwhile
-            memory = self._memory
-            if memory is not None:
-                _put_memory(self, memory, key, request, value, reason)
-            else:
-                await self._put(key, request, value, reason)
+            await self._put(key, request, value, reason)
             return copy_with(response, {"cache": CacheInfo(status=status, key=key)})
         finally:
             if not streaming:
@@ -361,33 +354,6 @@ class CacheMiddleware:
 
     def __repr__(self) -> str:
         return f"CacheMiddleware(store={self.store!r}, in_flight={self.flights.in_flight()})"
-
-
-def _get_memory(stage: CacheMiddleware, memory: MemoryCacheStore, key: str) -> CacheEntry | None:
-    """``CacheMiddleware._get`` for the plain memory store, without a coroutine."""
-    try:
-        entry = memory.get_nowait(key)
-    except Exception as exc:
-        stage._store_failed("get", exc)
-        return None
-    stage._store_back()
-    return entry
-
-
-def _put_memory(stage: CacheMiddleware, memory: MemoryCacheStore, key: str, request: LLMRequest,
-                value: str | None, reason: str | None) -> None:
-    """``CacheMiddleware._put`` for the plain memory store, without a coroutine."""
-    if value is None:
-        emit("cache_store", "cache", key=key, stored=False, reason=reason)
-        return
-    ttl = request.metadata.get("cache_ttl_s", stage.options.ttl_s)
-    try:
-        memory.set_nowait(key, value, ttl)
-    except Exception as exc:
-        stage._store_failed("set", exc)
-        return
-    stage._store_back()
-    emit("cache_store", "cache", key=key, stored=True, ttl_s=ttl)
 
 
 def _with_info(response: LLMResponse, info: CacheInfo) -> LLMResponse:

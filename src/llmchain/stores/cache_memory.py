@@ -69,10 +69,6 @@ class MemoryCacheStore:
                 return None
 
     async def set(self, key: str, value: str, ttl_s: float | None) -> None:
-        self.set_nowait(key, value, ttl_s)
-
-    def set_nowait(self, key: str, value: str, ttl_s: float | None) -> None:
-        """Synchronous ``set`` (the memory store never needs to wait)."""
         ttl = self.default_ttl_s if ttl_s is None else ttl_s
         now = self._clock.wall()
         entry = CacheEntry(value, now, None if ttl is None else now + ttl)
