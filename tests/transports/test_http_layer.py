@@ -34,6 +34,15 @@ pytest_plugins = ["llmchain.testing.fixtures"]
 pytestmark = pytest.mark.usefixtures("engine")
 
 
+def complete_in_a_thread(chain: Chain, prompt: str) -> str | None:
+    """``chain.complete(prompt)``'s text, called from a thread of its own (None if it failed)."""
+    results: list[str] = []
+    worker = threading.Thread(target=lambda: results.append(chain.complete(prompt).text))
+    worker.start()
+    worker.join(10)
+    return results[0] if results else None
+
+
 @pytest.fixture
 def other_loop() -> Iterator[asyncio.AbstractEventLoop]:
     """An event loop running on another thread, as a second async caller would have."""
@@ -79,15 +88,12 @@ def test_a_users_client_serves_sync_calls_from_every_thread(fault_server: FaultS
                         http_client=client)
     chain = Chain([], t)
     assert chain.complete("main").text == "main"
-    results: list[str] = []
-    worker = threading.Thread(target=lambda: results.append(chain.complete("worker").text))
-    worker.start()
-    worker.join(10)
+    assert complete_in_a_thread(chain, "worker") == "worker"
 
     async def notebook_cell() -> str:
         return chain.complete("cell").text
 
-    assert asyncio.run(notebook_cell()) == "cell" and results == ["worker"]
+    assert asyncio.run(notebook_cell()) == "cell"
     chain.close()
     LOOP.run(client.aclose())
 
@@ -156,11 +162,7 @@ def test_sync_chain_and_async_callers_share_a_transport(fault_server: FaultServe
     t = make("openai", fault_server)
     chain = Chain([], t)
     assert chain.complete("sync").text == "sync"
-    results: list[str] = []
-    worker = threading.Thread(target=lambda: results.append(chain.complete("from a thread").text))
-    worker.start()
-    worker.join(5)
-    assert results == ["from a thread"]
+    assert complete_in_a_thread(chain, "from a thread") == "from a thread"
     assert len(t._pool) == 1  # every sync call runs on llmchain's one loop: one pool
 
     async def in_another_loop() -> str:
